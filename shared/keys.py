@@ -1,0 +1,105 @@
+"""The KV key layout, in one place. Everything a tenant owns lives under `tenant:{tenant_id}:`.
+
+Keys that several writers could race on are split so that each key has one writer: the producer writes a
+task record once and the cancel flag; the consumer owns the record afterwards, the checkpoint and the pages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+# Newest-first listing: KV lists keys in ascending byte order, so index keys embed an inverted timestamp.
+_INVERT_MS = 10**13
+
+
+def tenant_prefix(tenant_id: str) -> str:
+    return f"tenant:{tenant_id}:"
+
+
+def tenant(tenant_id: str) -> str:
+    return f"tenant:{tenant_id}:profile"
+
+
+def tenant_index(tenant_id: str) -> str:
+    """Global: one key per tenant, so operators can list tenants without scanning their data."""
+    return f"tenants:{tenant_id}"
+
+
+TENANT_INDEX_PREFIX = "tenants:"
+
+
+def api_key_lookup(key_hash: str) -> str:
+    """Global: hash of an API key → its tenant and key id (the only way in before the tenant is known)."""
+    return f"apikey:{key_hash}"
+
+
+def api_key(tenant_id: str, key_id: str) -> str:
+    return f"tenant:{tenant_id}:key:{key_id}"
+
+
+def api_keys_prefix(tenant_id: str) -> str:
+    return f"tenant:{tenant_id}:key:"
+
+
+def audit(tenant_id: str, at_ns: int, event_id: str) -> str:
+    return f"tenant:{tenant_id}:audit:{at_ns:019d}:{event_id}"
+
+
+def audit_prefix(tenant_id: str) -> str:
+    return f"tenant:{tenant_id}:audit:"
+
+
+def task(tenant_id: str, task_id: str) -> str:
+    return f"tenant:{tenant_id}:task:{task_id}"
+
+
+def task_cancel(tenant_id: str, task_id: str) -> str:
+    return f"tenant:{tenant_id}:task:{task_id}:cancel"
+
+
+def task_state(tenant_id: str, task_id: str) -> str:
+    return f"tenant:{tenant_id}:task:{task_id}:state"
+
+
+def task_claim(tenant_id: str, task_id: str) -> str:
+    """Which delivery is running the task's current slice (collapses duplicate deliveries)."""
+    return f"tenant:{tenant_id}:task:{task_id}:claim"
+
+
+def page(tenant_id: str, task_id: str, seq: int) -> str:
+    # Zero-padded so that listing order is crawl (BFS) order.
+    return f"tenant:{tenant_id}:task:{task_id}:page:{seq:06d}"
+
+
+def pages_prefix(tenant_id: str, task_id: str) -> str:
+    return f"tenant:{tenant_id}:task:{task_id}:page:"
+
+
+def page_seq(key: str) -> int:
+    return int(key.rsplit(":", 1)[1])
+
+
+def task_index(tenant_id: str, created_ms: int, task_id: str) -> str:
+    return f"tenant:{tenant_id}:tasks:{_INVERT_MS - created_ms:013d}:{task_id}"
+
+
+def task_index_prefix(tenant_id: str) -> str:
+    return f"tenant:{tenant_id}:tasks:"
+
+
+def kb_task_index(tenant_id: str, kb_id: str, created_ms: int, task_id: str) -> str:
+    return f"tenant:{tenant_id}:kbtasks:{kb_id}:{_INVERT_MS - created_ms:013d}:{task_id}"
+
+
+def kb_task_index_prefix(tenant_id: str, kb_id: str) -> str:
+    return f"tenant:{tenant_id}:kbtasks:{kb_id}:"
+
+
+def task_id_of_index(key: str) -> str:
+    return key.rsplit(":", 1)[1]
+
+
+def idempotency(tenant_id: str, idempotency_key: str) -> str:
+    # Hashed: the client's key is arbitrary text up to 255 characters, KV keys are at most 512 bytes.
+    digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
+    return f"tenant:{tenant_id}:idem:{digest}"

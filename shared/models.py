@@ -1,0 +1,242 @@
+"""Tasks, pages and crawl jobs: the single schema source for API bodies, stored records and queue messages.
+
+One family per entity: `ScrapeRequest` (in), `Task` (stored), `TaskPublic` (out); `Page` is stored and
+served as is; `CrawlJob` is the queue message; `CrawlState` the checkpoint between slices.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared import urls
+
+KB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+MAX_LIMIT = 10_000
+MAX_PATTERNS = 50
+MAX_PATTERN_LENGTH = 500
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class TaskStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
+class Format(enum.StrEnum):
+    MARKDOWN = "markdown"
+    TEXT = "text"
+    HTML = "html"
+    LINKS = "links"
+    METADATA = "metadata"
+
+
+class EventType(enum.StrEnum):
+    STARTED = "task.started"
+    PAGE = "task.page"
+    COMPLETED = "task.completed"
+    FAILED = "task.failed"
+    CANCELLED = "task.cancelled"
+
+
+class WebhookConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    events: list[EventType] = Field(default_factory=lambda: [EventType.COMPLETED, EventType.FAILED])
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return urls.validate_submitted_url(value)
+
+
+class ScrapeRequest(BaseModel):
+    """Body of `POST /scrape` (in)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(max_length=urls.MAX_URL_LENGTH)
+    knowledge_base_id: Annotated[str, Field(pattern=KB_ID_PATTERN)]
+    limit: int = Field(default=1, ge=1, le=MAX_LIMIT)
+    max_depth: int | None = Field(default=None, ge=0, le=1000)
+    include_paths: list[Annotated[str, Field(max_length=MAX_PATTERN_LENGTH)]] = Field(
+        default_factory=list, max_length=MAX_PATTERNS
+    )
+    exclude_paths: list[Annotated[str, Field(max_length=MAX_PATTERN_LENGTH)]] = Field(
+        default_factory=list, max_length=MAX_PATTERNS
+    )
+    allow_subdomains: bool = False
+    formats: list[Format] = Field(
+        default_factory=lambda: [Format.MARKDOWN, Format.LINKS, Format.METADATA], min_length=1, max_length=5
+    )
+    #: Drop navigation, header, footer and aside (or keep only <main>/<article>) in markdown and text.
+    only_main_content: bool = True
+    webhook: WebhookConfig | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return urls.validate_submitted_url(value)
+
+    @field_validator("include_paths", "exclude_paths")
+    @classmethod
+    def _check_patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except (re.error, RecursionError, OverflowError) as exc:
+                raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        return patterns
+
+    @field_validator("formats")
+    @classmethod
+    def _dedupe_formats(cls, formats: list[Format]) -> list[Format]:
+        return list(dict.fromkeys(formats))
+
+
+class TaskError(BaseModel):
+    code: str
+    message: str
+
+
+class Progress(BaseModel):
+    pages_done: int = 0
+    pages_failed: int = 0
+    pages_skipped: int = 0
+
+
+class Task(BaseModel):
+    """A task as stored under `tenant:{id}:task:{task_id}` (stored)."""
+
+    task_id: str
+    tenant_id: str
+    status: TaskStatus = TaskStatus.QUEUED
+    request: ScrapeRequest
+    progress: Progress = Field(default_factory=Progress)
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: TaskError | None = None
+    #: Slices run so far (a long crawl continues in follow-up messages).
+    slices: int = 0
+
+    def public(self, *, cancel_requested: bool = False) -> TaskPublic:
+        req = self.request
+        return TaskPublic(
+            task_id=self.task_id,
+            status=self.status,
+            url=req.url,
+            knowledge_base_id=req.knowledge_base_id,
+            limit=req.limit,
+            progress=self.progress,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            error=self.error,
+            cancel_requested=cancel_requested and self.status not in TERMINAL,
+            status_url=f"/tasks/{self.task_id}",
+            pages_url=f"/tasks/{self.task_id}/pages",
+        )
+
+
+class TaskPublic(BaseModel):
+    """A task as the API shows it (out)."""
+
+    task_id: str
+    status: TaskStatus
+    url: str
+    knowledge_base_id: str
+    limit: int
+    progress: Progress
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: TaskError | None
+    cancel_requested: bool = False
+    status_url: str
+    pages_url: str
+
+
+class TaskAccepted(BaseModel):
+    """Body of the 202 answer to `POST /scrape` (out)."""
+
+    task_id: str
+    status: TaskStatus
+    status_url: str
+    created_at: datetime
+
+
+class TaskList(BaseModel):
+    tasks: list[TaskPublic]
+    next_cursor: str | None
+
+
+class PageError(BaseModel):
+    code: str
+    message: str
+
+
+class Page(BaseModel):
+    """One crawled page, stored under `tenant:{id}:task:{task_id}:page:{seq}` and served as is."""
+
+    url: str
+    final_url: str | None = None
+    status_code: int | None = None
+    depth: int = 0
+    title: str | None = None
+    description: str | None = None
+    language: str | None = None
+    markdown: str | None = None
+    text: str | None = None
+    html: str | None = None
+    links: list[str] | None = None
+    content_hash: str | None = None
+    fetched_at: datetime = Field(default_factory=utcnow)
+    error: PageError | None = None
+
+
+class PageList(BaseModel):
+    pages: list[Page]
+    next_cursor: str | None
+
+
+class CrawlJob(BaseModel):
+    """Queue message: run slice `slice` of a task's crawl."""
+
+    kind: Literal["crawl"] = "crawl"
+    tenant_id: str
+    task_id: str
+    slice: int = 0
+
+
+class FrontierEntry(BaseModel):
+    url: str
+    depth: int
+
+
+class CrawlState(BaseModel):
+    """The checkpoint a slice leaves for the next one (stored under `...:task:{id}:state`)."""
+
+    #: The slice that should run next; a message for another slice is a stale duplicate.
+    next_slice: int = 0
+    #: URLs still to visit, in BFS order.
+    frontier: list[FrontierEntry] = Field(default_factory=list)
+    #: Short hashes of every URL ever put on the frontier (dedupe), see `urls.url_key`.
+    seen: list[str] = Field(default_factory=list)
+    #: Sequence number of the next page taken from the frontier (page keys are `page:{seq}`).
+    next_seq: int = 0
+    progress: Progress = Field(default_factory=Progress)

@@ -1,0 +1,93 @@
+"""Ports: the small interfaces every backend implements, shaped like Cloudflare's KV and Queues bindings.
+
+Semantics follow Cloudflare so that what passes locally holds there: KV values are strings, `list` is
+ordered by key with an opaque cursor and at most 1000 keys a call, TTLs are seconds; the queue delivers
+at least once, in no guaranteed order, with per-message ack / retry(delay), an attempts counter, and a
+dead-letter queue after `max_retries` failed deliveries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+Clock = Callable[[], float]
+"""Seconds since the epoch; `time.time` in production, a fake in tests."""
+
+JsonObject = dict[str, Any]
+
+MAX_LIST_LIMIT = 1000
+MIN_TTL_S = 60  # Cloudflare KV refuses expirations less than 60 s ahead.
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    name: str
+    #: Absolute expiry (epoch seconds) if the key has a TTL.
+    expiration: float | None = None
+    metadata: JsonObject | None = None
+
+
+@dataclass(frozen=True)
+class ListResult:
+    keys: list[KeyInfo]
+    list_complete: bool
+    #: Pass back to `list` for the next page; None on the last page.
+    cursor: str | None = None
+
+
+class KeyValueStore(Protocol):
+    """Workers KV: get / put with TTL / delete / list by prefix with a cursor."""
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def put(
+        self, key: str, value: str, *, ttl_s: float | None = None, metadata: JsonObject | None = None
+    ) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def list(self, *, prefix: str = "", limit: int = MAX_LIST_LIMIT, cursor: str | None = None) -> ListResult: ...
+
+
+@dataclass(frozen=True)
+class Message:
+    """One delivery of a queued message. `lease` fences ack/retry to this delivery."""
+
+    id: str
+    body: JsonObject
+    #: Deliveries so far, this one included (starts at 1, as on Cloudflare).
+    attempts: int
+    lease: str = field(default="", compare=False)
+
+
+class JobQueue(Protocol):
+    """The producer side of a queue (Cloudflare's queue producer binding)."""
+
+    async def send(self, body: JsonObject, *, delay_s: float = 0) -> None: ...
+
+
+class QueueReceiver(Protocol):
+    """The consumer side of a local queue. On Cloudflare the runtime pushes batches instead."""
+
+    #: Deliveries allowed before a message moves to the dead-letter queue is `max_retries + 1`.
+    max_retries: int
+
+    async def receive(self, *, max_messages: int, wait_s: float = 0) -> list[Message]: ...
+
+    async def ack(self, message: Message) -> None: ...
+
+    async def retry(self, message: Message, *, delay_s: float = 0) -> None: ...
+
+
+async def scan(kv: KeyValueStore, prefix: str) -> AsyncIterator[KeyInfo]:
+    """Every key under `prefix`, following cursors (Cloudflare may return short or empty pages)."""
+    cursor: str | None = None
+    while True:
+        page = await kv.list(prefix=prefix, cursor=cursor)
+        for info in page.keys:
+            yield info
+        if page.list_complete or page.cursor is None:
+            return
+        cursor = page.cursor

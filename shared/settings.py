@@ -1,0 +1,93 @@
+"""Configuration: one settings class, read from `SCRAPEQ_*` variables (or a `.env` file, or a Worker's bindings)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+PREFIX = "SCRAPEQ_"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Units are in the names; defaults are production values."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_file=".env", extra="ignore", frozen=True)
+
+    # --- where things live
+    data_dir: Path = Path("./.scrapeq")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    log_level: str = "INFO"
+
+    # --- network guard
+    #: CIDRs exempt from the guard (tests, intranets). Comma-separated in the environment.
+    allow_private_networks: Annotated[tuple[IPNetwork, ...], NoDecode] = ()
+    user_agent: str = "scrapeq/0.1 (+https://github.com/scrapeq/scrapeq)"
+
+    # --- fetching one page
+    fetch_connect_timeout_s: float = Field(default=10.0, gt=0)
+    fetch_read_timeout_s: float = Field(default=20.0, gt=0)
+    #: Deadline for one page, all redirect hops and the whole body included.
+    fetch_total_timeout_s: float = Field(default=30.0, gt=0)
+    fetch_max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    fetch_max_redirects: int = Field(default=10, ge=0)
+    fetch_max_url_length: int = Field(default=2083, gt=0)
+    fetch_max_links_per_page: int = Field(default=2000, gt=0)
+
+    # --- crawling
+    #: Pages fetched at once within one crawl slice.
+    crawl_concurrency: int = Field(default=16, ge=1, le=256)
+    #: A slice stops after this many pages or seconds, checkpoints, and continues in a follow-up message.
+    slice_max_pages: int = Field(default=200, ge=1)
+    slice_max_s: float = Field(default=60.0, gt=0)
+    #: Frontier cap per task, as a multiple of `limit` (bounds checkpoint size on crawl traps).
+    frontier_max_factor: int = Field(default=20, ge=1)
+    #: How often a running crawl looks for a cancel request.
+    cancel_check_interval_s: float = Field(default=0.5, ge=0)
+    robots_cache_ttl_s: float = Field(default=3600.0, ge=0)
+
+    # --- queue
+    queue_visibility_timeout_s: float = Field(default=300.0, gt=0)
+    queue_max_retries: int = Field(default=3, ge=0, le=100)
+    queue_retry_base_s: float = Field(default=5.0, ge=0)
+    queue_retry_max_s: float = Field(default=3600.0, ge=0, le=43_200)
+    #: Slices (messages) one worker process runs at once.
+    worker_concurrency: int = Field(default=4, ge=1, le=64)
+
+    # --- webhooks
+    webhook_backoff_s: float = Field(default=30.0, ge=0)
+
+    # --- API
+    max_request_body_bytes: int = Field(default=64 * 1024, gt=0)
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=60)
+    #: Per-key token bucket: sustained requests per second and burst size.
+    rate_limit_per_s: float = Field(default=10.0, gt=0)
+    rate_limit_burst: int = Field(default=50, ge=1)
+
+    @field_validator("allow_private_networks", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return tuple(ipaddress.ip_network(part, strict=False) for part in value)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
+        """Build settings from a mapping such as a Worker's `env` vars: `SCRAPEQ_X` keys, prefix optional."""
+        fields = {}
+        for name, value in values.items():
+            key = name[len(PREFIX) :] if name.upper().startswith(PREFIX) else name
+            if key.lower() in cls.model_fields:
+                fields[key.lower()] = value
+        return cls(**fields)
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "scrapeq.sqlite3"
