@@ -1,0 +1,387 @@
+"""KV and queues in one embedded SQLite file shared by several processes (WAL). Each object owns one
+connection, used only on its own single-thread executor, so the event loop never waits on SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from shared.backends import QueueStats
+from shared.backends.limits import (
+    check_delay,
+    check_key,
+    check_list_limit,
+    check_receive,
+    check_value,
+    decode_cursor,
+    encode_body,
+    encode_cursor,
+    encode_metadata,
+    expiry_for,
+    new_message_id,
+    prefix_end,
+)
+from shared.backends.wakeup import Wakeup, receive_waiting
+from shared.errors import StorageError
+from shared.ports import MAX_LIST_LIMIT, Clock, JsonObject, KeyInfo, ListResult, Message
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+_Delivery = tuple[list[Message], float | None, int]  # messages, next visible time, dead-lettered count
+
+SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration step in `_migrate`.
+BUSY_TIMEOUT_MS = 10_000
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS kv (
+        key TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL,
+        expires_at REAL,
+        metadata TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS kv_expiry ON kv (expires_at) WHERE expires_at IS NOT NULL",
+    """CREATE TABLE IF NOT EXISTS queue_messages (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        queue TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        visible_at REAL NOT NULL,
+        lease TEXT,
+        enqueued_at REAL NOT NULL
+    )""",
+    # Receive reads this index from its start: the oldest visible messages, whatever the backlog.
+    "CREATE INDEX IF NOT EXISTS queue_ready ON queue_messages (queue, visible_at)",
+    # Only delivered messages: finding lapsed leases never walks the waiting backlog.
+    "CREATE INDEX IF NOT EXISTS queue_leased ON queue_messages (queue, visible_at) WHERE lease IS NOT NULL",
+)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # Autocommit: every statement commits on its own unless we open a transaction with `_immediate`.
+    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        # WAL with synchronous=NORMAL: a commit is in the WAL file (in the OS page cache) before it returns,
+        # so SIGKILL of any process loses nothing committed and the next open recovers; only an OS crash or a
+        # power cut can lose the last few commits, never corrupt the file.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        _migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+@contextlib.contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction holding the write lock from the start: no two processes update the same rows."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    with _immediate(conn):
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StorageError(f"database schema {version} is newer than this scrapeq ({SCHEMA_VERSION})")
+        if version < SCHEMA_VERSION:
+            for statement in _SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+class _SqliteClient:
+    """One connection on one thread; opened on first use, so opening never blocks the event loop."""
+
+    def __init__(self, path: Path, *, clock: Clock) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scrapeq-sqlite")
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    def _submit(
+        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> Future[T]:
+        if self._closed:
+            raise StorageError(f"SQLite backend {self.path} is closed")
+
+        def job() -> T:
+            if self._conn is None:
+                self._conn = _connect(self.path)
+            return fn(self._conn, *args, **kwargs)
+
+        return self._executor.submit(job)
+
+    async def _wait(self, future: Future[T]) -> T:
+        try:
+            return await asyncio.wrap_future(future)
+        except sqlite3.Error as exc:
+            raise StorageError(f"SQLite {self.path}: {exc}") from exc
+
+    async def _run(self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._wait(self._submit(fn, *args, **kwargs))
+
+    async def ping(self) -> None:
+        """Open the database (creating the schema) and run a query; StorageError if that fails."""
+        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                await self._wait(self._executor.submit(self._close))
+            finally:
+                self._executor.shutdown(wait=False)
+
+
+def _kv_list(conn: sqlite3.Connection, prefix: str, after: str | None, limit: int, now: float) -> list[Any]:
+    clauses: list[str] = ["(expires_at IS NULL OR expires_at > ?)"]
+    params: list[object] = [now]
+    for clause, value in (("key >= ?", prefix or None), ("key > ?", after), ("key < ?", prefix_end(prefix))):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    sql = f"SELECT key, expires_at, metadata FROM kv WHERE {' AND '.join(clauses)} ORDER BY key LIMIT ?"
+    return conn.execute(sql, (*params, limit)).fetchall()
+
+
+_UPSERT = """
+INSERT INTO kv (key, value, expires_at, metadata) VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE
+SET value = excluded.value, expires_at = excluded.expires_at, metadata = excluded.metadata
+"""
+
+
+class SqliteKV(_SqliteClient):
+    """Workers KV over the `kv` table. Expired rows are invisible at once and deleted lazily."""
+
+    PURGE_EVERY_PUTS = 256
+    PURGE_BATCH = 1000
+
+    def __init__(self, path: Path, *, clock: Clock = time.time) -> None:
+        super().__init__(path, clock=clock)
+        self._puts = 0
+
+    async def get(self, key: str) -> str | None:
+        check_key(key)
+        sql = "SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
+        row = await self._run(lambda conn: conn.execute(sql, (key, self._clock())).fetchone())
+        return None if row is None else str(row[0])
+
+    async def put(
+        self, key: str, value: str, *, ttl_s: float | None = None, metadata: JsonObject | None = None
+    ) -> None:
+        check_key(key)
+        check_value(value)
+        now = self._clock()
+        row = (key, value, expiry_for(ttl_s, now), encode_metadata(metadata))
+        self._puts += 1
+        purge = self._puts % self.PURGE_EVERY_PUTS == 0
+        await self._run(self._put, row, now if purge else None)
+
+    def _put(self, conn: sqlite3.Connection, row: tuple[Any, ...], purge_before: float | None) -> None:
+        conn.execute(_UPSERT, row)
+        if purge_before is not None:
+            sql = "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= ? LIMIT ?)"
+            conn.execute(sql, (purge_before, self.PURGE_BATCH))
+
+    async def delete(self, key: str) -> None:
+        check_key(key)
+        await self._run(lambda conn: conn.execute("DELETE FROM kv WHERE key = ?", (key,)))
+
+    async def list(self, *, prefix: str = "", limit: int = MAX_LIST_LIMIT, cursor: str | None = None) -> ListResult:
+        check_list_limit(limit)
+        after = None if cursor is None else decode_cursor(cursor)
+        # One row more than asked tells whether another page exists.
+        rows = await self._run(_kv_list, prefix, after, limit + 1, self._clock())
+        keys = [KeyInfo(key, exp, None if meta is None else json.loads(meta)) for key, exp, meta in rows]
+        if len(keys) <= limit:
+            return ListResult(keys, list_complete=True)
+        return ListResult(keys[:limit], list_complete=False, cursor=encode_cursor(keys[limit - 1].name))
+
+
+_DELIVER = """
+UPDATE queue_messages
+SET attempts = attempts + 1, lease = lower(hex(randomblob(16))), visible_at = :lease_until
+WHERE seq IN (
+    SELECT seq FROM queue_messages INDEXED BY queue_ready
+    WHERE queue = :queue AND visible_at <= :now ORDER BY visible_at, seq LIMIT :limit
+)
+RETURNING seq, id, body, attempts, lease
+"""
+# A message whose lease lapsed after its last allowed delivery has failed that delivery too.
+_LAPSED = (
+    "queue_messages INDEXED BY queue_leased",
+    "WHERE queue = :queue AND lease IS NOT NULL AND visible_at <= :now AND attempts > :max_retries",
+)
+# Only the delivery that holds the current lease may ack or retry.
+_FENCED = ("queue_messages", "WHERE id = :id AND queue = :queue AND lease = :lease")
+_COUNT_READY = "SELECT count(*), sum(visible_at <= :now) FROM queue_messages WHERE queue = :queue"
+_COUNT_LEASED = f"SELECT count(*) FROM {_LAPSED[0]} WHERE queue = :queue AND lease IS NOT NULL AND visible_at > :now"
+
+
+class SqliteQueue(_SqliteClient):
+    """A queue in the `queue_messages` table: leases, retries, and dead-lettering into another queue of
+    the same database (the row just changes queue, keeping id and body)."""
+
+    def __init__(
+        self,
+        path: Path,
+        name: str,
+        *,
+        clock: Clock = time.time,
+        visibility_timeout_s: float,
+        max_retries: int,
+        dead_letter: SqliteQueue | None = None,
+        poll_interval_s: float = 0.05,
+    ) -> None:
+        if visibility_timeout_s <= 0 or max_retries < 0 or poll_interval_s <= 0:
+            raise ValueError("visibility_timeout_s and poll_interval_s must be > 0, max_retries ≥ 0")
+        if dead_letter is not None and dead_letter.path.resolve() != Path(path).resolve():
+            raise ValueError("the dead-letter queue must live in the same database file")
+        super().__init__(path, clock=clock)
+        self.name = name
+        self.max_retries = max_retries
+        self._visibility_timeout_s = visibility_timeout_s
+        self._dead_letter = dead_letter
+        self._poll_interval_s = poll_interval_s
+        self._wakeup = Wakeup()
+
+    async def send(self, body: JsonObject, *, delay_s: float = 0) -> None:
+        text = encode_body(body)
+        check_delay(delay_s)
+        now = self._clock()
+        row = (new_message_id(), self.name, text, now + delay_s, now)
+        sql = "INSERT INTO queue_messages (id, queue, body, visible_at, enqueued_at) VALUES (?, ?, ?, ?, ?)"
+        await self._run(lambda conn: conn.execute(sql, row))
+        if delay_s == 0:
+            self._wakeup.fire()
+
+    async def receive(self, *, max_messages: int, wait_s: float = 0) -> list[Message]:
+        check_receive(max_messages, wait_s)
+
+        async def take() -> tuple[list[Message], float | None]:
+            return await self._take(max_messages)
+
+        return await receive_waiting(
+            take, self._wakeup, wait_s=wait_s, poll_interval_s=self._poll_interval_s, clock=self._clock
+        )
+
+    async def _take(self, max_messages: int) -> tuple[list[Message], float | None]:
+        future = self._submit(self._deliver, max_messages, self._clock())
+        try:
+            messages, next_visible, dead_lettered = await self._wait(future)
+        except asyncio.CancelledError:
+            # A delivery already running on the thread commits anyway: hand its messages back rather than
+            # leave them leased (and counted as an attempt) for a whole visibility timeout.
+            future.add_done_callback(self._release_orphans)
+            raise
+        if dead_lettered and self._dead_letter is not None:
+            self._dead_letter._wakeup.fire()
+        return messages, next_visible
+
+    def _deliver(self, conn: sqlite3.Connection, max_messages: int, now: float) -> _Delivery:
+        params = {"queue": self.name, "now": now, "max_retries": self.max_retries}
+        with _immediate(conn):
+            dead_lettered = self._retire(conn, _LAPSED, params)
+            deliver = {**params, "lease_until": now + self._visibility_timeout_s, "limit": max_messages}
+            rows = conn.execute(_DELIVER, deliver).fetchall()
+            next_visible = None
+            if not rows:
+                sql = "SELECT min(visible_at) FROM queue_messages WHERE queue = ?"
+                next_visible = conn.execute(sql, (self.name,)).fetchone()[0]
+        rows.sort()  # RETURNING order is unspecified; hand out oldest first
+        messages = [Message(row[1], json.loads(row[2]), row[3], row[4]) for row in rows]
+        return messages, next_visible, dead_lettered
+
+    def _retire(self, conn: sqlite3.Connection, target: tuple[str, str], params: dict[str, Any]) -> int:
+        """Move the messages `target` selects to the dead-letter queue, or drop them if there is none."""
+        table, where = target
+        if self._dead_letter is None:
+            sql = f"DELETE FROM {table} {where} RETURNING id"
+        else:
+            sql = (
+                f"UPDATE {table} SET queue = :dead_letter, attempts = 0, lease = NULL, visible_at = :now"
+                f" {where} RETURNING id"
+            )
+            params = {**params, "dead_letter": self._dead_letter.name}
+        ids = [row[0] for row in conn.execute(sql, params).fetchall()]
+        fate = "dropped (no dead-letter queue)" if self._dead_letter is None else f"moved to {self._dead_letter.name}"
+        for message_id in ids:
+            logger.warning(
+                "message %s after its last retry", fate, extra={"queue": self.name, "message_id": message_id}
+            )
+        return len(ids)
+
+    def _release_orphans(self, future: Future[_Delivery]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        messages = future.result()[0]
+        rows = [{"id": m.id, "queue": self.name, "lease": m.lease, "now": self._clock()} for m in messages]
+        sql = f"UPDATE {_FENCED[0]} SET attempts = attempts - 1, lease = NULL, visible_at = :now {_FENCED[1]}"
+        with contextlib.suppress(RuntimeError, StorageError):  # closed meanwhile: the leases lapse instead
+            self._submit(lambda conn: conn.executemany(sql, rows))
+
+    def _fenced(self, message: Message) -> dict[str, Any]:
+        return {"id": message.id, "queue": self.name, "lease": message.lease, "now": self._clock()}
+
+    async def ack(self, message: Message) -> None:
+        sql = f"DELETE FROM {_FENCED[0]} {_FENCED[1]}"
+        params = self._fenced(message)
+        deleted = await self._run(lambda conn: conn.execute(sql, params).rowcount)
+        if not deleted:
+            logger.debug("stale ack ignored", extra={"queue": self.name, "message_id": message.id})
+
+    async def retry(self, message: Message, *, delay_s: float = 0) -> None:
+        check_delay(delay_s)
+        params = self._fenced(message)
+        # The lease fence guarantees `message.attempts` is the stored count.
+        if message.attempts > self.max_retries:
+            if await self._run(self._retire, _FENCED, params) and self._dead_letter is not None:
+                self._dead_letter._wakeup.fire()
+            return
+        sql = f"UPDATE {_FENCED[0]} SET lease = NULL, visible_at = :visible_at {_FENCED[1]}"
+        params["visible_at"] = params["now"] + delay_s
+        if not await self._run(lambda conn: conn.execute(sql, params).rowcount):
+            logger.debug("stale retry ignored", extra={"queue": self.name, "message_id": message.id})
+        elif delay_s == 0:
+            self._wakeup.fire()
+
+    async def stats(self) -> QueueStats:
+        """Counts of visible, leased and delayed messages (for `/health`); each count reads only an index."""
+        return await self._run(self._stats, self._clock())
+
+    def _stats(self, conn: sqlite3.Connection, now: float) -> QueueStats:
+        params = {"queue": self.name, "now": now}
+        total, visible = conn.execute(_COUNT_READY, params).fetchone()
+        (leased,) = conn.execute(_COUNT_LEASED, params).fetchone()
+        visible = visible or 0  # sum() of no rows is NULL
+        return QueueStats(visible=visible, leased=leased, delayed=total - visible - leased)
+
+    async def size(self) -> int:
+        """Messages held, in any state."""
+        sql = "SELECT count(*) FROM queue_messages WHERE queue = ?"
+        return int(await self._run(lambda conn: conn.execute(sql, (self.name,)).fetchone()[0]))
