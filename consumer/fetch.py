@@ -1,0 +1,285 @@
+"""Fetching one page: redirects by hand, a whole-page deadline, bounded inflation, a content-type filter.
+
+Every failure leaves as a `FetchError` subclass; HTTP error statuses are results, not exceptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import zlib
+from collections.abc import AsyncIterator, Container, Iterator
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from consumer.netguard import AddressRefused
+from shared.errors import (
+    BlockedAddress,
+    ConnectFailed,
+    FetchError,
+    FetchTimeout,
+    TooLarge,
+    TooManyRedirects,
+    UnsupportedContentType,
+    UnsupportedEncoding,
+)
+from shared.settings import Settings
+from shared.urls import SCHEMES, host_of, normalize
+
+log = logging.getLogger(__name__)
+
+HTML_TYPES: frozenset[str] = frozenset({"text/html", "application/xhtml+xml", "text/plain"})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+#: Bytes looked at to guess the type of a response that names none.
+SNIFF_BYTES = 512
+MAX_ENCODING_LAYERS = 2
+
+_STEP = 64 * 1024  # the most one inflate call may produce: what bounds memory against bombs
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+_LOCATION_NOISE = re.compile("[\t\n\r]")
+_BINARY = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")  # WHATWG MIME sniffing's "binary data bytes"
+_HTML_START = re.compile(
+    rb"(?:\xef\xbb\xbf)?\s*<(?:!--|(?:!doctype\s+html|html|head|body|script|iframe|h1|div|font|table|a|style"
+    rb"|title|b|br|p)[\s>])",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    url: str
+    final_url: str
+    status_code: int
+    #: Lower-case names; repeated headers joined with ", ".
+    headers: dict[str, str]
+    #: Media type, lower-case, without parameters; sniffed when the server named none.
+    content_type: str
+    charset: str | None
+    #: Decoded (inflated) body; empty when an error status came with a type the caller does not accept.
+    body: bytes
+    redirects: int
+
+
+class Fetcher:
+    """Fetches pages through an injected (guarded) client; `fetch` never raises anything but `FetchError`s."""
+
+    def __init__(self, client: httpx.AsyncClient, *, settings: Settings) -> None:
+        self._client = client
+        self._settings = settings
+
+    async def fetch(self, url: str, *, accept: Container[str] = HTML_TYPES) -> FetchResult:
+        # httpx's timeouts are per network operation; only this deadline stops a slow trickle (httpx#1450).
+        deadline = self._settings.fetch_total_timeout_s
+        try:
+            async with asyncio.timeout(deadline):
+                return await self._follow(url, accept)
+        except TimeoutError:
+            raise FetchTimeout(f"page not fetched within {deadline:g} s") from None
+
+    async def _follow(self, url: str, accept: Container[str]) -> FetchResult:
+        # Redirects by hand: every hop is re-validated here and address-checked by the client's backend,
+        # and nothing (extensions, auth) is carried across hosts as httpx's own following would.
+        current = _fetchable(url, what="URL")
+        seen = {current}
+        redirects = 0
+        while True:
+            async with self._response(current) as response:
+                location = response.headers.get("location")
+                if response.status_code not in REDIRECT_STATUSES or not location:
+                    return await self._result(url, current, response, redirects, accept)
+            if redirects >= self._settings.fetch_max_redirects:
+                raise TooManyRedirects(f"more than {redirects} redirects")
+            current = _fetchable(_join(current, location), what="redirect target")
+            if current in seen:
+                raise TooManyRedirects(f"redirect loop at {current}")
+            seen.add(current)
+            redirects += 1
+
+    @contextlib.asynccontextmanager
+    async def _response(self, url: str) -> AsyncIterator[httpx.Response]:
+        """One streamed GET; whatever is raised while it is open is translated, and it is always closed."""
+        try:
+            response = await self._client.send(self._client.build_request("GET", url), stream=True)
+            try:
+                yield response
+            finally:
+                await response.aclose()
+        except FetchError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, url) from exc
+
+    async def _result(
+        self, url: str, final_url: str, response: httpx.Response, redirects: int, accept: Container[str]
+    ) -> FetchResult:
+        media, charset = _media_type(response.headers.get("content-type", ""))
+        body = b""
+        if media is None or _admit(media, accept, response.status_code):
+            body, media = await self._read(response, media, accept)
+        return FetchResult(
+            url=url,
+            final_url=final_url,
+            status_code=response.status_code,
+            headers={name.lower(): value for name, value in response.headers.items()},
+            content_type=media,
+            charset=charset,
+            body=body,
+            redirects=redirects,
+        )
+
+    async def _read(self, response: httpx.Response, media: str | None, accept: Container[str]) -> tuple[bytes, str]:
+        """The inflated body, capped; with no declared type, sniffed from the first bytes and filtered."""
+        cap = self._settings.fetch_max_body_bytes
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > cap:
+            raise TooLarge(f"Content-Length {length} exceeds the {cap}-byte limit")
+        decoder = _Decoder(_encodings(response.headers.get("content-encoding", "")))
+        body = bytearray()
+        async for raw in response.aiter_raw():
+            for chunk in decoder.decode(raw):
+                if len(body) + len(chunk) > cap:
+                    raise TooLarge(f"body exceeds the {cap}-byte limit")
+                body += chunk
+            if media is None and len(body) >= SNIFF_BYTES:
+                media = _sniff(body)
+                if not _admit(media, accept, response.status_code):
+                    return b"", media
+        if media is None:
+            media = _sniff(body)
+            if not _admit(media, accept, response.status_code):
+                return b"", media
+        return bytes(body), media
+
+
+class _Inflater:
+    """One gzip or deflate layer, inflated in steps of at most `_STEP` bytes so a bomb never materialises."""
+
+    def __init__(self, encoding: str) -> None:
+        self._engine = zlib.decompressobj(_GZIP_WBITS) if encoding == "gzip" else None
+        self._head = b""  # deflate: held until two bytes tell zlib framing from raw deflate
+
+    def inflate(self, data: bytes) -> Iterator[bytes]:
+        engine = self._engine
+        if engine is None:
+            self._head += data
+            if len(self._head) < 2:
+                return
+            data, self._head = self._head, b""
+            # RFC 9110 says zlib framing, but many servers send raw deflate; browsers accept both.
+            engine = self._engine = zlib.decompressobj(zlib.MAX_WBITS if _is_zlib(data) else -zlib.MAX_WBITS)
+        while True:
+            try:
+                out = engine.decompress(data, _STEP)
+            except zlib.error as exc:
+                raise ConnectFailed(f"corrupt compressed body ({exc})") from None
+            data = engine.unconsumed_tail
+            if out:
+                yield out
+            if not data and len(out) < _STEP:  # a full step may leave output pending inside zlib
+                return
+
+
+class _Decoder:
+    """The Content-Encoding layers, outermost first; each step's output is pulled through the next lazily."""
+
+    def __init__(self, encodings: list[str]) -> None:
+        self._layers = [_Inflater(encoding) for encoding in encodings]
+
+    def decode(self, data: bytes, depth: int = 0) -> Iterator[bytes]:
+        if depth == len(self._layers):
+            if data:
+                yield data
+            return
+        for out in self._layers[depth].inflate(data):
+            yield from self.decode(out, depth + 1)
+
+
+def _encodings(header: str) -> list[str]:
+    """Layers to undo, in decoding order (the reverse of the header's)."""
+    layers = [token.strip().lower() for token in header.split(",")]
+    layers = ["gzip" if token == "x-gzip" else token for token in layers if token and token != "identity"]
+    for token in layers:
+        if token not in ("gzip", "deflate"):
+            raise UnsupportedEncoding(f"content encoding {token!r} is not supported")
+    if len(layers) > MAX_ENCODING_LAYERS:
+        raise UnsupportedEncoding(f"{len(layers)} stacked content encodings (at most {MAX_ENCODING_LAYERS})")
+    return layers[::-1]
+
+
+def _is_zlib(head: bytes) -> bool:
+    return head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0
+
+
+def _admit(media: str, accept: Container[str], status: int) -> bool:
+    """Whether to read the body: other types are refused, except under an error status (body skipped)."""
+    if media in accept:
+        return True
+    if status >= 400:
+        return False
+    raise UnsupportedContentType(f"content type {media} is not accepted")
+
+
+def _media_type(header: str) -> tuple[str | None, str | None]:
+    media, _, params = header.partition(";")
+    media = media.strip().lower()
+    charset = None
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip("\"'").lower() or None
+    return (media if "/" in media else None), charset
+
+
+def _sniff(body: bytes | bytearray) -> str:
+    head = bytes(body[:SNIFF_BYTES])
+    if _HTML_START.match(head):
+        return "text/html"
+    return "application/octet-stream" if _BINARY.search(head) else "text/plain"
+
+
+def _join(base: str, location: str) -> str:
+    # As browsers read a Location: surrounding spaces, tabs and newlines dropped, backslashes as slashes.
+    return urljoin(base, _LOCATION_NOISE.sub("", location.strip()).replace("\\", "/"))
+
+
+def _fetchable(url: str, *, what: str) -> str:
+    """The normal form of an http(s) URL, or `BlockedAddress` (other schemes, userinfo, malformed)."""
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:
+        scheme = ""
+    if scheme and scheme not in SCHEMES:
+        raise BlockedAddress(f"{what} has scheme {scheme!r}; only http and https are fetched")
+    normal = normalize(url)
+    if normal is None:
+        raise BlockedAddress(f"{what} is not a fetchable http(s) URL")
+    return normal
+
+
+def _translate(exc: Exception, url: str) -> FetchError:
+    refused = _refusal(exc)
+    if refused is not None:
+        return BlockedAddress(f"refused to connect: {refused}")
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        return FetchTimeout(f"timed out fetching {host_of(url)}")
+    if isinstance(exc, httpx.InvalidURL):
+        # httpx builds `next_request` even when not following, and fails on a hostless Location ("data:,x").
+        return BlockedAddress("URL or redirect target is not a fetchable http(s) URL")
+    if not isinstance(exc, httpx.HTTPError | OSError):
+        log.warning("unexpected %s fetching %s", type(exc).__name__, url, exc_info=exc)
+    detail = str(exc)[:200] or type(exc).__name__
+    return ConnectFailed(f"fetching {host_of(url)} failed: {detail}")
+
+
+def _refusal(exc: BaseException) -> AddressRefused | None:
+    """The guard's refusal, which httpx re-raises as `ConnectError` with the original as `__cause__`."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None or isinstance(seen, AddressRefused):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
