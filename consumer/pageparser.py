@@ -1,0 +1,308 @@
+"""The html.parser event loop behind `extract`: a bounded open-element stack (no recursion), skipped
+subtrees, and head/title/pre modes. The per-tag handlers are in `consumer.tags`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from html.parser import HTMLParser
+from typing import Any, ClassVar
+
+from consumer.blocks import PARA
+from consumer.links import LinkCollector
+from consumer.markdown import code_block, escape_inline
+from consumer.tables import TableWriter
+
+MAX_DEPTH = 512
+NORMAL, HEAD, TITLE, PRE, SKIP = 0, 1, 2, 3, 4  # where text goes: content, nowhere, title, a <pre>, nowhere
+Attrs = list[tuple[str, str | None]]
+
+_WS_RUN = re.compile(r"[ \t\n\r\f]+")
+_HARD_SKIP = frozenset({"script", "style", "noscript", "template", "iframe", "textarea", "noembed", "noframes"})
+# Browsers end these at an end tag of an enclosing element, so an unclosed one must not eat the page.
+_SOFT_SKIP = frozenset(
+    {"svg", "math", "object", "canvas", "select", "option", "optgroup", "button", "datalist", "title"}
+)
+SKIPPED = _HARD_SKIP | _SOFT_SKIP
+_HEAD_TAGS = frozenset({"title", "meta", "link", "base", "script", "style", "noscript", "template"})
+VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"})
+_NO_PUSH = VOID | SKIPPED | {"html", "head", "body", "title"}  # handlers that never push
+
+
+class ParserCore(TableWriter, HTMLParser):
+    """Feed it one page with `run`; read the writer's blocks and the metadata attributes afterwards."""
+
+    __slots__ = (
+        "actions",
+        "links",
+        "mode",
+        "pre_inner",
+        "pre_lang",
+        "pre_parts",
+        "skip_depth",
+        "skip_inner",
+        "skip_prev",
+        "skip_tag",
+        "stack",
+        "title_parts",
+        "title_prev",
+    )
+    # tag -> handler(parser, tag, attrs); filled in by the subclass that defines the handlers
+    handlers: ClassVar[Mapping[str, Callable[[Any, str, Attrs], None]]] = {}
+
+    def __init__(self, base_url: str, *, want_md: bool, max_links: int) -> None:
+        HTMLParser.__init__(self, convert_charrefs=True)
+        self.init_writer(want_md)
+        self.links = LinkCollector(base_url, max_links)
+        self.stack: list[str] = []
+        self.actions: list[Callable[[], None] | None] = []  # end action of each open element
+        self.mode = NORMAL
+        self.title_prev = NORMAL
+        self.skip_prev = NORMAL
+        self.skip_depth = 0
+        self.skip_tag = ""
+        self.skip_inner: list[str] = []  # elements opened inside the skipped subtree
+        self.pre_inner: list[str] = []  # elements opened inside <pre>
+        self.pre_parts: list[str] = []
+        self.pre_lang = ""
+        self.title_parts: list[str] | None = None
+
+    def run(self, html: str) -> None:
+        self.feed(html)
+        # The whole page was fed, so what html.parser left over starts with a tag, comment or declaration
+        # that never ends: a browser drops it. Letting close() retry it would rescan the rest of the page
+        # once per leftover construct (quadratic on pages like "<a<a<a...").
+        if self.rawdata.startswith("<") and self.cdata_elem is None:
+            self.rawdata = ""
+        self.close()
+        if self.mode == SKIP:
+            self.mode = self.skip_prev
+        if self.mode == TITLE:
+            self.mode = self.title_prev
+        self.unwind(0)
+        if self.md or self.tx:
+            self.flush()
+
+    # ---- events ---------------------------------------------------------------------------------
+    def handle_starttag(self, tag: str, attrs: Attrs) -> None:
+        if self.mode and self._special_start(tag, attrs):
+            return
+        handler = self.handlers.get(tag)
+        if handler is None:
+            return
+        if len(self.stack) < MAX_DEPTH or tag in _NO_PUSH:
+            handler(self, tag, attrs)
+        elif tag == "a":
+            self.links.collect(attr(attrs, "href"))
+
+    def handle_startendtag(self, tag: str, attrs: Attrs) -> None:
+        # `<div/>` opens a div in HTML; a self-closed skipped element or title simply has no content.
+        if self.mode != SKIP and tag not in SKIPPED:
+            self.handle_starttag(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.mode and self._special_end(tag):
+            return
+        stack = self.stack
+        if stack and stack[-1] == tag:
+            stack.pop()
+            action = self.actions.pop()
+            if action is not None:
+                action()
+        elif tag in stack:
+            self.pop_to(tag)
+        elif tag == "br":  # browsers read </br> as <br>
+            self.line_break()
+
+    def handle_data(self, data: str) -> None:
+        if self.mode:
+            self._special_data(data)
+            return
+        s = data.strip(" \t\n\r\f")
+        if not s:
+            if data:
+                self.space = True
+            return
+        if "\n" in s or "  " in s or "\t" in s or "\f" in s:
+            s = _WS_RUN.sub(" ", s)
+        tx = self.tx
+        if self.has_text and (self.space or data[0] in " \t\n\r\f"):
+            tx.append(" ")
+            if self.want_md:
+                self.md.append(" ")
+        if self.unopened < len(self.frames):
+            self.open_frames()
+        tx.append(s)
+        if self.want_md:
+            if self.code or not ("*" in s or "_" in s or "`" in s or "\\" in s or "]" in s or "<" in s or "&" in s):
+                self.md.append(s)
+            else:
+                self.md.append(escape_inline(s))
+        self.has_text = True
+        self.space = data[-1] in " \t\n\r\f"
+
+    # ---- html.parser internals ------------------------------------------------------------------
+    def updatepos(self, i: int, j: int) -> int:
+        return j  # line/column bookkeeping costs ~10% of the parse and nothing here reads getpos()
+
+    def parse_marked_section(self, i: int, report: bool = True) -> int:
+        try:
+            end = super().parse_marked_section(i, report)
+        except AssertionError:  # html.parser gives up on "<![foo"
+            end = -1
+        if end < 0:  # a browser reads it as a bogus comment up to the next ">"
+            close = self.rawdata.find(">", i + 3)
+            end = len(self.rawdata) if close < 0 else close + 1
+        return end
+
+    # ---- stack ----------------------------------------------------------------------------------
+    def pop_to(self, tag: str) -> None:
+        stack = self.stack
+        for depth in range(len(stack) - 1, -1, -1):
+            if stack[depth] == tag:
+                self.unwind(depth)
+                return
+
+    def unwind(self, depth: int) -> None:
+        stack, actions = self.stack, self.actions
+        while len(stack) > depth:
+            stack.pop()
+            action = actions.pop()
+            if action is not None:
+                action()
+
+    def close_open(self, targets: frozenset[str], barriers: frozenset[str]) -> None:
+        """Close an element implied closed by a new one (li by li, td by td), not crossing barriers."""
+        stack = self.stack
+        for depth in range(len(stack) - 1, -1, -1):
+            tag = stack[depth]
+            if tag in targets:
+                self.unwind(depth)
+                return
+            if tag in barriers:
+                return
+
+    # ---- modes: skipped subtrees, head, title, pre ----------------------------------------------
+    def start_skip(self, tag: str) -> None:
+        self.skip_prev, self.mode = self.mode, SKIP
+        self.skip_tag = tag
+        self.skip_depth = 1
+        self.skip_inner.clear()
+
+    def _special_start(self, tag: str, attrs: Attrs) -> bool:
+        mode = self.mode
+        if mode == SKIP:
+            if tag == self.skip_tag:
+                self.skip_depth += 1
+            elif tag not in VOID and len(self.skip_inner) < MAX_DEPTH:
+                self.skip_inner.append(tag)
+            if tag == "a" and self.skip_tag == "noscript":  # a crawler should see the no-JS navigation
+                self.links.collect(attr(attrs, "href"))
+            return True
+        if mode == TITLE:  # a tag inside <title>: the title was never closed
+            self.mode = mode = self.title_prev
+        if mode == HEAD:
+            if tag not in _HEAD_TAGS:
+                self.mode = NORMAL
+            return False
+        if mode == PRE:
+            self._pre_start(tag, attrs)
+            return True
+        return False
+
+    def _special_end(self, tag: str) -> bool:
+        mode = self.mode
+        if mode == SKIP:
+            return self._skip_end(tag)
+        if mode == TITLE:
+            if tag == "title":
+                self.mode = self.title_prev
+            return True
+        if mode == HEAD:
+            if tag == "head":
+                self.mode = NORMAL
+                return True
+            return False
+        return self._pre_end(tag) if mode == PRE else False
+
+    def _skip_end(self, tag: str) -> bool:
+        """An end tag inside a skipped subtree; False when it closes an enclosing element too."""
+        inner = self.skip_inner
+        if tag == self.skip_tag and tag not in inner:
+            self.skip_depth -= 1
+            if not self.skip_depth:
+                self.mode = self.skip_prev
+            return True
+        if tag in inner:
+            del inner[len(inner) - 1 - inner[::-1].index(tag) :]
+            return True
+        if self.skip_tag in _SOFT_SKIP and tag in self.stack:
+            self.mode = self.skip_prev
+            return False
+        return True
+
+    def _special_data(self, data: str) -> None:
+        mode = self.mode
+        if mode == PRE:
+            self.pre_parts.append(data)
+        elif mode == TITLE:
+            if self.title_parts is not None:
+                self.title_parts.append(data)
+        elif mode == HEAD and data.strip(" \t\n\r\f"):  # text in <head> starts the body, as in browsers
+            self.mode = NORMAL
+            self.handle_data(data)
+
+    def _pre_start(self, tag: str, attrs: Attrs) -> None:
+        if tag == "br":
+            self.pre_parts.append("\n")
+        elif tag in SKIPPED:
+            self.start_skip(tag)
+        elif tag not in VOID and len(self.pre_inner) < MAX_DEPTH:
+            self.pre_inner.append(tag)
+            if tag == "code" and not self.pre_lang:
+                self.pre_lang = language(attrs)
+        if tag == "a":
+            self.links.collect(attr(attrs, "href"))
+
+    def _pre_end(self, tag: str) -> bool:
+        inner = self.pre_inner
+        if tag in inner:
+            del inner[len(inner) - 1 - inner[::-1].index(tag) :]
+            return True
+        if tag == "br":
+            self.pre_parts.append("\n")
+            return True
+        return False
+
+    def end_pre(self) -> None:
+        self.mode = NORMAL
+        content = "".join(self.pre_parts)
+        self.pre_parts.clear()
+        lines = [line.rstrip() for line in content.split("\n")]
+        while lines and not lines[-1]:
+            lines.pop()
+        start = 0
+        while start < len(lines) and not lines[start]:  # blank lines around code carry nothing
+            start += 1
+        if start < len(lines):
+            text = "\n".join(lines[start:])
+            self.boundary(PARA)
+            self.emit_block(code_block(text, self.pre_lang) if self.want_md else "", text)
+        self.boundary(PARA)
+
+
+def attr(attrs: Attrs, name: str) -> str | None:
+    for key, value in attrs:
+        if key == name:
+            return value
+    return None
+
+
+def language(attrs: Attrs) -> str:
+    """Fence language from a `language-xxx` / `lang-xxx` class, as highlighters mark code."""
+    for cls in (attr(attrs, "class") or "").split():
+        for prefix in ("language-", "lang-"):
+            if cls.startswith(prefix) and len(cls) > len(prefix):
+                return cls[len(prefix) :].replace("`", "")[:40]
+    return ""
