@@ -1,0 +1,151 @@
+"""The HTTP API of SPEC §1: health, submit, task status, pages, listing and cancel."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi.responses import JSONResponse
+
+from producer import submit as submission
+from producer.deps import BackendsDep, Principal, PrincipalDep, SettingsDep, TasksDep
+from shared.errors import Forbidden, NotFound, ServiceUnavailable, StorageError
+from shared.guard import AddressPolicy
+from shared.models import (
+    KB_ID_PATTERN,
+    TERMINAL,
+    PageList,
+    ScrapeRequest,
+    Task,
+    TaskAccepted,
+    TaskList,
+    TaskPublic,
+    TaskStatus,
+)
+from shared.taskstore import TaskStore
+
+router = APIRouter()
+
+_TASK_ID = re.compile(r"^[0-9a-f]{32}$")
+_PROBLEM: dict[int | str, dict[str, Any]] = {
+    status: {"description": text, "content": {"application/problem+json": {}}}
+    for status, text in {
+        401: "Missing, unknown or revoked API key",
+        403: "Knowledge base or domain not allowed for this key",
+        404: "Unknown task (or another tenant's)",
+        413: "Request body too large",
+        422: "Invalid input",
+        429: "Rate limited",
+    }.items()
+}
+
+TaskIdPath = Annotated[str, Path(max_length=64, description="The task id returned by POST /scrape")]
+PageLimit = Annotated[int, Query(ge=1, le=1000)]
+CursorQuery = Annotated[str | None, Query(max_length=4096)]
+
+
+async def _load_task(tasks: TaskStore, principal: Principal, task_id: str) -> Task:
+    task = await tasks.get(principal.tenant_id, task_id) if _TASK_ID.match(task_id) else None
+    if task is None or not principal.key.may_use(principal.tenant, task.request.knowledge_base_id):
+        raise NotFound(f"no task {task_id!r}")
+    return task
+
+
+async def _public(tasks: TaskStore, task: Task) -> TaskPublic:
+    cancel = task.status not in TERMINAL and await tasks.cancel_requested(task.tenant_id, task.task_id)
+    return task.public(cancel_requested=cancel)
+
+
+@router.get("/health", tags=["service"])
+async def health(backends: BackendsDep) -> dict[str, Any]:
+    """Liveness and backend reachability (no authentication)."""
+    try:
+        await backends.ping()
+    except StorageError as exc:
+        raise ServiceUnavailable(f"backend unreachable: {exc}") from None
+    return {"status": "ok", "backend": backends.name}
+
+
+@router.post("/scrape", status_code=202, response_model=TaskAccepted, tags=["tasks"], responses=_PROBLEM)
+async def scrape(
+    body: ScrapeRequest,
+    principal: PrincipalDep,
+    tasks: TasksDep,
+    backends: BackendsDep,
+    settings: SettingsDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
+) -> JSONResponse:
+    """Submit a crawl. Answers at once; poll `status_url` or subscribe a webhook."""
+    policy = AddressPolicy(settings.allow_private_networks)
+    submission.authorise(body, tenant=principal.tenant, key=principal.key, policy=policy)
+    task, created = await submission.submit(
+        body,
+        tenant=principal.tenant,
+        idempotency_key=idempotency_key,
+        tasks=tasks,
+        jobs=backends.jobs,
+        idempotency_ttl_s=settings.idempotency_ttl_s,
+    )
+    accepted = TaskAccepted(
+        task_id=task.task_id,
+        status=task.status,
+        status_url=f"/tasks/{task.task_id}",
+        created_at=task.created_at,
+    )
+    headers = {"Location": accepted.status_url}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(accepted.model_dump(mode="json"), status_code=202 if created else 200, headers=headers)
+
+
+@router.get("/tasks/{task_id}", response_model=TaskPublic, tags=["tasks"], responses=_PROBLEM)
+async def get_task(task_id: TaskIdPath, principal: PrincipalDep, tasks: TasksDep) -> TaskPublic:
+    """Status and progress of one task."""
+    return await _public(tasks, await _load_task(tasks, principal, task_id))
+
+
+@router.get("/tasks/{task_id}/pages", response_model=PageList, tags=["tasks"], responses=_PROBLEM)
+async def get_pages(
+    task_id: TaskIdPath,
+    principal: PrincipalDep,
+    tasks: TasksDep,
+    cursor: CursorQuery = None,
+    limit: PageLimit = 50,
+) -> Response:
+    """The task's pages in crawl order, `limit` at a time (and at most about 10 MB per response)."""
+    task = await _load_task(tasks, principal, task_id)
+    pages, next_cursor = await tasks.list_pages_json(task.tenant_id, task.task_id, cursor=cursor, limit=limit)
+    # Stored records are already the public JSON shape: splice them instead of parsing and re-serialising.
+    body = '{"pages":[' + ",".join(pages) + '],"next_cursor":' + json.dumps(next_cursor) + "}"
+    return Response(body, media_type="application/json")
+
+
+@router.get("/tasks", response_model=TaskList, tags=["tasks"], responses=_PROBLEM)
+async def list_tasks(
+    principal: PrincipalDep,
+    tasks: TasksDep,
+    knowledge_base_id: Annotated[str | None, Query(pattern=KB_ID_PATTERN)] = None,
+    status: TaskStatus | None = None,
+    cursor: CursorQuery = None,
+    limit: PageLimit = 50,
+) -> TaskList:
+    """The tenant's tasks, newest first, optionally filtered by knowledge base and status."""
+    if knowledge_base_id is not None and not principal.key.may_use(principal.tenant, knowledge_base_id):
+        raise Forbidden(f"knowledge base {knowledge_base_id!r} is not allowed for this API key")
+    found, next_cursor = await tasks.list_tasks(
+        principal.tenant_id, knowledge_base_id=knowledge_base_id, status=status, cursor=cursor, limit=limit
+    )
+    visible = [t for t in found if principal.key.may_use(principal.tenant, t.request.knowledge_base_id)]
+    return TaskList(tasks=[await _public(tasks, t) for t in visible], next_cursor=next_cursor)
+
+
+@router.delete("/tasks/{task_id}", response_model=TaskPublic, tags=["tasks"], responses=_PROBLEM)
+async def cancel_task(task_id: TaskIdPath, principal: PrincipalDep, tasks: TasksDep) -> JSONResponse:
+    """Cancel a task (idempotent): 202 while the crawl stops at its next page boundary, 200 once it has ended."""
+    task = await _load_task(tasks, principal, task_id)
+    if task.status in TERMINAL:
+        return JSONResponse(task.public().model_dump(mode="json"), status_code=200)
+    await tasks.request_cancel(task.tenant_id, task.task_id)
+    return JSONResponse(task.public(cancel_requested=True).model_dump(mode="json"), status_code=202)

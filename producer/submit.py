@@ -1,0 +1,85 @@
+"""Accepting a crawl: authorisation of the knowledge base and domain, idempotency, store-then-enqueue."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from urllib.parse import urlsplit
+
+from shared.errors import BlockedAddress, Forbidden, IdempotencyMismatch, ServiceUnavailable, UrlNotAllowed
+from shared.guard import AddressPolicy, check_host
+from shared.models import CrawlJob, ScrapeRequest, Task, TaskError, TaskStatus, utcnow
+from shared.ports import JobQueue
+from shared.taskstore import IdempotencyRecord, TaskStore
+from shared.tenants import ApiKey, Tenant
+
+log = logging.getLogger(__name__)
+
+
+def authorise(request: ScrapeRequest, *, tenant: Tenant, key: ApiKey, policy: AddressPolicy) -> None:
+    """Refuse what this key may not crawl: 403 for knowledge base or domain, 422 for a refused address."""
+    if not key.may_use(tenant, request.knowledge_base_id):
+        raise Forbidden(f"knowledge base {request.knowledge_base_id!r} is not allowed for this API key")
+    host = urlsplit(request.url).hostname or ""
+    if tenant.allowed_domains is not None and not domain_allowed(host, tenant.allowed_domains):
+        raise Forbidden(f"domain {host!r} is not in this tenant's allowed domains")
+    for url in (request.url, request.webhook.url if request.webhook else None):
+        if url is None:
+            continue
+        try:
+            check_host(urlsplit(url).hostname or "", policy)
+        except BlockedAddress as exc:
+            raise UrlNotAllowed(str(exc)) from None
+
+
+def domain_allowed(host: str, allowed: list[str]) -> bool:
+    host = host.lower().rstrip(".")
+    return any(host == d or host.endswith("." + d) for d in (a.lower().strip(".") for a in allowed))
+
+
+def request_hash(request: ScrapeRequest) -> str:
+    return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+
+
+async def submit(
+    request: ScrapeRequest,
+    *,
+    tenant: Tenant,
+    idempotency_key: str | None,
+    tasks: TaskStore,
+    jobs: JobQueue,
+    idempotency_ttl_s: float,
+) -> tuple[Task, bool]:
+    """Store the task, then enqueue its first slice. Returns the task and whether it is new."""
+    digest = request_hash(request)
+    if idempotency_key is not None:
+        existing = await _replay(tenant.tenant_id, idempotency_key, digest, tasks)
+        if existing is not None:
+            return existing, False
+    task = Task(task_id=uuid.uuid4().hex, tenant_id=tenant.tenant_id, request=request)
+    # The record exists before the job does, so a GET right after the 202 never answers 404.
+    await tasks.create(task)
+    if idempotency_key is not None:
+        record = IdempotencyRecord(task_id=task.task_id, request_hash=digest)
+        await tasks.save_idempotency(tenant.tenant_id, idempotency_key, record, ttl_s=idempotency_ttl_s)
+    try:
+        await jobs.send(CrawlJob(tenant_id=tenant.tenant_id, task_id=task.task_id).model_dump(mode="json"))
+    except Exception as exc:
+        log.exception("enqueue failed", extra={"task_id": task.task_id, "tenant_id": tenant.tenant_id})
+        task.status = TaskStatus.FAILED
+        task.finished_at = utcnow()
+        task.error = TaskError(code="enqueue_failed", message="the job queue did not accept the task")
+        await tasks.save(task)
+        raise ServiceUnavailable("the job queue is unavailable; retry later", headers={"Retry-After": "5"}) from exc
+    log.info("task queued", extra={"task_id": task.task_id, "tenant_id": tenant.tenant_id})
+    return task, True
+
+
+async def _replay(tenant_id: str, idempotency_key: str, digest: str, tasks: TaskStore) -> Task | None:
+    record = await tasks.get_idempotency(tenant_id, idempotency_key)
+    if record is None:
+        return None
+    if record.request_hash != digest:
+        raise IdempotencyMismatch("this Idempotency-Key was used with a different request body")
+    return await tasks.get(tenant_id, record.task_id)

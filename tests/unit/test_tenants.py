@@ -1,0 +1,44 @@
+"""API key format, hashing and the stored key record."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared.backends import Backends
+from shared.errors import Unauthorized
+from shared.tenants import Accounts, hash_key, new_api_key, parse_api_key
+
+
+def test_new_keys_parse_and_tampered_keys_do_not() -> None:
+    key_id, api_key = new_api_key()
+    assert parse_api_key(api_key) == key_id
+    tampered = api_key[:-9] + ("a" if api_key[-9] != "a" else "b") + api_key[-8:]
+    assert parse_api_key(tampered) is None
+    assert parse_api_key("sq_" + "a" * 70) is None
+    assert parse_api_key("") is None
+
+
+async def test_keys_are_stored_only_as_hashes(backends: Backends) -> None:
+    accounts = Accounts(backends.kv)
+    tenant = await accounts.create_tenant("t", ["kb"])
+    record, api_key = await accounts.create_key(tenant.tenant_id)
+    dump = [await backends.kv.get(info.name) for info in (await backends.kv.list()).keys]
+    assert not any(api_key in (value or "") for value in dump)
+    stored = json.loads(await backends.kv.get(f"tenant:{tenant.tenant_id}:key:{record.key_id}") or "{}")
+    assert stored["key_hash"] == hash_key(api_key)
+    assert api_key.startswith(stored["prefix"]) and api_key.endswith(stored["last4"])
+    assert len(stored["prefix"]) + len(stored["last4"]) < len(api_key) // 3
+
+
+async def test_authentication_accepts_the_key_and_nothing_else(backends: Backends) -> None:
+    accounts = Accounts(backends.kv)
+    tenant = await accounts.create_tenant("t", ["kb"])
+    _, api_key = await accounts.create_key(tenant.tenant_id)
+    found, _ = await accounts.authenticate(api_key)
+    assert found.tenant_id == tenant.tenant_id
+    _, other = new_api_key()
+    for wrong in (other, api_key.upper(), api_key + "x"):
+        with pytest.raises(Unauthorized):
+            await accounts.authenticate(wrong)
