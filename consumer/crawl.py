@@ -1,0 +1,197 @@
+"""One bounded slice of a breadth-first crawl: at most N pages or T seconds, then a checkpoint.
+
+Pages are fetched concurrently but committed in frontier order, so that a redelivered slice rediscovers
+the same URLs in the same order and stores each page under the same `page:{seq}` key: a page is stored once
+per task however often the slice runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from consumer.scope import Scope
+from consumer.visit import Outcome, Visit, Visitor
+from shared.models import CrawlState, FrontierEntry, Page, PageError, Progress, Task
+from shared.ports import Clock
+from shared.settings import Settings
+from shared.taskstore import TaskStore
+from shared.urls import url_key
+
+log = logging.getLogger(__name__)
+
+#: Completed-but-uncommitted pages allowed behind a slow page, as a multiple of the concurrency.
+WINDOW_FACTOR = 4
+
+
+@dataclass(frozen=True)
+class SliceResult:
+    state: CrawlState
+    #: Nothing left to do: limit reached, frontier empty, or too many failures.
+    finished: bool
+    cancelled: bool = False
+    #: The start URL itself failed or was refused: the task could not run.
+    start_failure: Visit | None = None
+
+
+class CrawlSlice:
+    """Runs one slice of one task's crawl from its checkpoint."""
+
+    def __init__(
+        self,
+        task: Task,
+        state: CrawlState,
+        *,
+        visitor: Visitor,
+        store: TaskStore,
+        settings: Settings,
+        clock: Clock,
+        cancel_requested: Callable[[], Awaitable[bool]],
+    ) -> None:
+        self.task = task
+        self.request = task.request
+        self.scope = Scope.from_request(task.request)
+        self.visitor = visitor
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.cancel_requested = cancel_requested
+        self.frontier = deque(state.frontier)
+        self.seen = set(state.seen)
+        self.next_seq = state.next_seq
+        self.progress = state.progress.model_copy()
+        self.slice_no = state.next_slice
+        self.window: dict[int, asyncio.Task[Visit]] = {}
+        self.entries: dict[int, FrontierEntry] = {}
+        self.commit_seq = state.next_seq
+        self.max_seen = task.request.limit * settings.frontier_max_factor + 100
+        self._cancel_checked_at = float("-inf")
+
+    async def run(self) -> SliceResult:
+        deadline = self.clock() + self.settings.slice_max_s
+        launched = 0
+        cancelled = False
+        try:
+            while True:
+                if not cancelled and await self._cancelled():
+                    cancelled = True
+                while not cancelled and self._may_launch(launched, deadline):
+                    self._launch()
+                    launched += 1
+                if not self.window:
+                    break
+                failure = await self._commit_ready()
+                if failure is not None:
+                    return SliceResult(self._state(), finished=True, start_failure=failure)
+        finally:
+            for pending in self.window.values():
+                pending.cancel()
+        return SliceResult(self._state(), finished=cancelled or self._exhausted(), cancelled=cancelled)
+
+    def _may_launch(self, launched: int, deadline: float) -> bool:
+        in_flight = sum(1 for t in self.window.values() if not t.done())
+        return (
+            bool(self.frontier)
+            and in_flight < self.settings.crawl_concurrency
+            and len(self.window) < self.settings.crawl_concurrency * WINDOW_FACTOR
+            # Never more in flight than could still be needed if every page succeeds: exactly `limit` pages.
+            and self.progress.pages_done + len(self.window) < self.request.limit
+            and self.progress.pages_failed < self.request.limit
+            and launched < self.settings.slice_max_pages
+            and self.clock() < deadline
+        )
+
+    def _exhausted(self) -> bool:
+        limit = self.request.limit
+        return not self.frontier or self.progress.pages_done >= limit or self.progress.pages_failed >= limit
+
+    def _launch(self) -> None:
+        entry = self.frontier.popleft()
+        seq = self.next_seq
+        self.next_seq += 1
+        self.entries[seq] = entry
+        self.window[seq] = asyncio.ensure_future(self.visitor.visit(entry.url, entry.depth, self.request))
+
+    async def _commit_ready(self) -> Visit | None:
+        """Wait for progress, then commit every finished page at the head of the window, in order."""
+        head = self.window[self.commit_seq]
+        if not head.done():
+            pending = {t for t in self.window.values() if not t.done()}
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        while self.commit_seq in self.window and self.window[self.commit_seq].done():
+            seq = self.commit_seq
+            visit = _result(self.window.pop(seq), self.entries[seq])
+            entry = self.entries.pop(seq)
+            self.commit_seq += 1
+            if seq == 0 and visit.outcome is not Outcome.DONE:
+                return visit
+            await self._commit(seq, entry, visit)
+        return None
+
+    async def _commit(self, seq: int, entry: FrontierEntry, visit: Visit) -> None:
+        if visit.outcome is Outcome.SKIPPED:
+            self.progress.pages_skipped += 1
+            return
+        assert visit.page is not None
+        if visit.outcome is Outcome.FAILED:
+            self.progress.pages_failed += 1
+            await self.store.put_page(self.task.tenant_id, self.task.task_id, seq, visit.page)
+            return
+        final = visit.page.final_url
+        if final and final != entry.url:
+            final_key = url_key(final)
+            if final_key in self.seen:  # a redirect onto a page this crawl already has (or will have)
+                self.progress.pages_skipped += 1
+                return
+            self.seen.add(final_key)
+        await self.store.put_page(self.task.tenant_id, self.task.task_id, seq, visit.page)
+        self.progress.pages_done += 1
+        self._discover(visit.links, entry.depth + 1)
+
+    def _discover(self, links: list[str], depth: int) -> None:
+        for link in links:
+            if len(self.seen) >= self.max_seen:
+                return
+            key = url_key(link)
+            if key in self.seen or not self.scope.allows(link, depth):
+                continue
+            self.seen.add(key)
+            self.frontier.append(FrontierEntry(url=link, depth=depth))
+
+    async def _cancelled(self) -> bool:
+        now = self.clock()
+        if now - self._cancel_checked_at < self.settings.cancel_check_interval_s:
+            return False
+        self._cancel_checked_at = now
+        return await self.cancel_requested()
+
+    def _state(self) -> CrawlState:
+        return CrawlState(
+            next_slice=self.slice_no + 1,
+            frontier=list(self.frontier),
+            seen=sorted(self.seen),
+            next_seq=self.next_seq,
+            progress=self.progress,
+        )
+
+
+def _result(done: asyncio.Task[Visit], entry: FrontierEntry) -> Visit:
+    """A finished visit; a bug in a visit fails that page, never the slice."""
+    try:
+        return done.result()
+    except Exception as exc:
+        log.exception("visit of %s crashed", entry.url)
+        page = Page(url=entry.url, depth=entry.depth, error=PageError(code="internal_error", message=str(exc)))
+        return Visit(Outcome.FAILED, page)
+
+
+def initial_state(task: Task) -> CrawlState:
+    """The checkpoint before the first slice: the start URL alone on the frontier."""
+    return CrawlState(
+        frontier=[FrontierEntry(url=task.request.url, depth=0)],
+        seen=[url_key(task.request.url)],
+        progress=Progress(),
+    )

@@ -1,0 +1,103 @@
+"""Visiting one URL: robots check, fetch, extraction, and the resulting page record (or per-page error)."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass, field
+
+from consumer.extract import decode_body, extract
+from consumer.fetch import Fetcher, FetchResult
+from consumer.robots import RobotsCache
+from shared.errors import FetchError
+from shared.models import Format, Page, PageError, ScrapeRequest
+
+#: Status codes worth trying again later (RFC 9110 semantics plus common CDN codes).
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 522, 524})
+
+
+class Outcome(enum.StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+    #: Disallowed by robots.txt: not fetched, not stored, counted.
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Visit:
+    outcome: Outcome
+    page: Page | None = None
+    links: list[str] = field(default_factory=list)
+    #: Whether the failure may go away if the URL is tried again later.
+    retryable: bool = False
+
+
+class Visitor:
+    """Turns a URL into a `Visit`; everything a hostile page can do ends here as a per-page error."""
+
+    def __init__(self, *, fetcher: Fetcher, robots: RobotsCache, max_links: int) -> None:
+        self.fetcher = fetcher
+        self.robots = robots
+        self.max_links = max_links
+
+    async def visit(self, url: str, depth: int, request: ScrapeRequest) -> Visit:
+        rules = await self.robots.rules_for(url)
+        if not rules.allowed(url):
+            if not rules.unreachable:
+                return Visit(Outcome.SKIPPED)
+            error = PageError(code="robots_unreachable", message="robots.txt could not be fetched; retrying later")
+            return Visit(Outcome.SKIPPED, Page(url=url, depth=depth, error=error), retryable=True)
+        try:
+            result = await self.fetcher.fetch(url)
+        except FetchError as exc:
+            error = PageError(code=exc.code, message=str(exc) or exc.code)
+            return Visit(Outcome.FAILED, Page(url=url, depth=depth, error=error), retryable=exc.retryable)
+        if result.status_code >= 400:
+            error = PageError(code="http_status", message=f"HTTP {result.status_code}")
+            page = Page(url=url, final_url=result.final_url, status_code=result.status_code, depth=depth, error=error)
+            return Visit(Outcome.FAILED, page, retryable=result.status_code in RETRYABLE_STATUS)
+        return self._page(result, depth, request)
+
+    def _page(self, result: FetchResult, depth: int, request: ScrapeRequest) -> Visit:
+        formats = set(request.formats)
+        html = decode_body(result.body, result.headers.get("content-type"))
+        if result.content_type == "text/plain":
+            return self._plain_text(result, html, depth, formats)
+        extracted = extract(
+            html,
+            base_url=result.final_url,
+            want_markdown=Format.MARKDOWN in formats,
+            want_text=Format.TEXT in formats,
+            only_main_content=request.only_main_content,
+            max_links=self.max_links,
+        )
+        metadata = Format.METADATA in formats
+        page = Page(
+            url=result.url,
+            final_url=result.final_url,
+            status_code=result.status_code,
+            depth=depth,
+            title=extracted.title if metadata else None,
+            description=extracted.description if metadata else None,
+            language=extracted.language if metadata else None,
+            markdown=extracted.markdown,
+            text=extracted.text,
+            html=html if Format.HTML in formats else None,
+            links=extracted.links if Format.LINKS in formats else None,
+            content_hash=extracted.content_hash,
+        )
+        return Visit(Outcome.DONE, page, links=extracted.links)
+
+    @staticmethod
+    def _plain_text(result: FetchResult, text: str, depth: int, formats: set[Format]) -> Visit:
+        page = Page(
+            url=result.url,
+            final_url=result.final_url,
+            status_code=result.status_code,
+            depth=depth,
+            markdown=text if Format.MARKDOWN in formats else None,
+            text=text if Format.TEXT in formats else None,
+            links=[] if Format.LINKS in formats else None,
+            content_hash="sha256:" + hashlib.sha256(text.encode()).hexdigest(),
+        )
+        return Visit(Outcome.DONE, page)

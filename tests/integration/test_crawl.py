@@ -1,0 +1,203 @@
+"""The consumer against a real loopback site: BFS within scope, limits, robots, slices, redelivery, cancel."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from consumer.fetch import Fetcher
+from consumer.handler import JobHandler
+from consumer.netguard import build_client
+from consumer.robots import RobotsCache
+from consumer.runner import FetcherRobots
+from consumer.visit import Visitor
+from shared.backends import Backends
+from shared.models import CrawlJob, Format, ScrapeRequest, Task, TaskStatus
+from shared.settings import Settings
+from shared.taskstore import TaskStore
+from tests.conftest import make_settings
+from tests.fixtures.sitegen import generate
+from tests.fixtures.static import serve_directory
+
+TENANT = "tn_test"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("site")
+    generate(root, pages=120, seed=5)
+    with serve_directory(root) as base:
+        yield base
+
+
+@pytest.fixture
+def crawl_settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, slice_max_pages=7, crawl_concurrency=4)
+
+
+@pytest.fixture
+async def handler(crawl_settings: Settings, backends: Backends) -> AsyncIterator[JobHandler]:
+    async with build_client(crawl_settings) as client:
+        fetcher = Fetcher(client, settings=crawl_settings)
+        robots = RobotsCache(FetcherRobots(fetcher), ttl_s=60, clock=time.time)
+        visitor = Visitor(fetcher=fetcher, robots=robots, max_links=1000)
+        yield JobHandler(
+            store=TaskStore(backends.kv),
+            jobs=backends.jobs,
+            visitor=visitor,
+            settings=crawl_settings,
+            clock=time.time,
+        )
+
+
+async def start(backends: Backends, url: str, **fields: object) -> Task:
+    request = ScrapeRequest.model_validate({"url": url, "knowledge_base_id": "kb", **fields})
+    task = Task(task_id=f"{len(fields):032x}", tenant_id=TENANT, request=request)
+    await TaskStore(backends.kv).create(task)
+    await backends.jobs.send(CrawlJob(tenant_id=TENANT, task_id=task.task_id).model_dump(mode="json"))
+    return task
+
+
+async def drain(backends: Backends, handler: JobHandler, *, max_messages: int = 1000) -> int:
+    """Deliver messages until the queue is empty; returns how many deliveries were handled."""
+    handled = 0
+    while messages := await backends.jobs.receive(max_messages=1):
+        for message in messages:
+            decision = await handler.handle(message.body, message_id=message.id, attempts=message.attempts)
+            if decision.ack:
+                await backends.jobs.ack(message)
+            else:
+                await backends.jobs.retry(message, delay_s=0)
+            handled += 1
+        assert handled < max_messages
+    return handled
+
+
+async def pages_of(backends: Backends, task: Task) -> list[dict[str, object]]:
+    import json
+
+    raw, cursor = await TaskStore(backends.kv).list_pages_json(TENANT, task.task_id, cursor=None, limit=1000)
+    assert cursor is None
+    return [json.loads(r) for r in raw]
+
+
+async def finished(backends: Backends, task: Task) -> Task:
+    stored = await TaskStore(backends.kv).get(TENANT, task.task_id)
+    assert stored is not None
+    return stored
+
+
+async def test_a_crawl_stores_exactly_limit_pages_over_several_slices(
+    site: str, backends: Backends, handler: JobHandler
+) -> None:
+    task = await start(backends, f"{site}/index.html", limit=30)
+    deliveries = await drain(backends, handler)
+    done = await finished(backends, task)
+    pages = await pages_of(backends, task)
+    assert done.status is TaskStatus.COMPLETED
+    assert done.progress.pages_done == 30 == len(pages)
+    assert len({p["url"] for p in pages}) == 30
+    assert deliveries >= 30 // 7  # the crawl really ran in bounded slices
+    assert all(p["markdown"] and p["title"] and p["links"] is not None for p in pages)
+    depths = [p["depth"] for p in pages]
+    assert depths == sorted(depths)  # breadth-first order
+
+
+async def test_robots_disallowed_pages_are_skipped_not_failed(
+    site: str, backends: Backends, handler: JobHandler
+) -> None:
+    task = await start(backends, f"{site}/index.html", limit=500)
+    await drain(backends, handler)
+    done = await finished(backends, task)
+    pages = await pages_of(backends, task)
+    assert done.status is TaskStatus.COMPLETED
+    assert not any("/private/" in str(p["url"]) for p in pages)
+    assert done.progress.pages_skipped > 0
+    assert done.progress.pages_failed == 0
+    assert done.progress.pages_done == len(pages) == 120 - done.progress.pages_skipped
+
+
+async def test_max_depth_and_path_filters_bound_the_crawl(site: str, backends: Backends, handler: JobHandler) -> None:
+    task = await start(backends, f"{site}/index.html", limit=500, max_depth=1, include_paths=["^/docs/"])
+    await drain(backends, handler)
+    pages = await pages_of(backends, task)
+    assert pages[0]["url"] == f"{site}/index.html"
+    assert all(p["depth"] <= 1 for p in pages)
+    assert all("/docs/" in str(p["url"]) for p in pages[1:])
+
+
+async def test_only_the_requested_formats_are_filled(site: str, backends: Backends, handler: JobHandler) -> None:
+    task = await start(backends, f"{site}/index.html", limit=1, formats=[Format.TEXT, Format.HTML])
+    await drain(backends, handler)
+    [page] = await pages_of(backends, task)
+    assert page["text"] and page["html"]
+    assert page["markdown"] is None and page["links"] is None and page["title"] is None
+    assert str(page["content_hash"]).startswith("sha256:")
+
+
+async def test_a_redelivered_slice_stores_each_page_once(site: str, backends: Backends, handler: JobHandler) -> None:
+    task = await start(backends, f"{site}/index.html", limit=20)
+    [message] = await backends.jobs.receive(max_messages=1)
+    # The first delivery runs but "dies" before acking: the lease expires and the same message comes back.
+    await handler.handle(message.body, message_id=message.id, attempts=1)
+    await handler.handle(message.body, message_id=message.id, attempts=2)
+    await backends.jobs.ack(message)
+    await drain(backends, handler)
+    done = await finished(backends, task)
+    pages = await pages_of(backends, task)
+    assert done.status is TaskStatus.COMPLETED
+    assert len(pages) == len({p["url"] for p in pages}) == 20 == done.progress.pages_done
+
+
+async def test_a_duplicate_follow_up_message_is_dropped(site: str, backends: Backends, handler: JobHandler) -> None:
+    task = await start(backends, f"{site}/index.html", limit=20)
+    [first] = await backends.jobs.receive(max_messages=1)
+    await handler.handle(first.body, message_id=first.id, attempts=1)
+    await backends.jobs.ack(first)
+    # The consumer died after sending slice 1 but before acking slice 0: slice 0 comes back, re-sends slice 1.
+    await handler.handle(first.body, message_id="redelivered-0", attempts=2)
+    await drain(backends, handler)
+    pages = await pages_of(backends, task)
+    assert len(pages) == len({p["url"] for p in pages}) == 20
+
+
+async def test_cancel_stops_the_crawl_at_a_page_boundary(site: str, backends: Backends, handler: JobHandler) -> None:
+    task = await start(backends, f"{site}/index.html", limit=100)
+    [message] = await backends.jobs.receive(max_messages=1)
+    await handler.handle(message.body, message_id=message.id, attempts=1)
+    await backends.jobs.ack(message)
+    await TaskStore(backends.kv).request_cancel(TENANT, task.task_id)
+    await drain(backends, handler)
+    done = await finished(backends, task)
+    assert done.status is TaskStatus.CANCELLED
+    assert done.progress.pages_done == 7 == len(await pages_of(backends, task))
+    assert done.finished_at is not None
+
+
+async def test_an_unreachable_start_url_fails_the_task_after_retries(backends: Backends, handler: JobHandler) -> None:
+    task = await start(backends, "http://127.0.0.1:9/nothing-listens-here")
+    await drain(backends, handler)
+    done = await finished(backends, task)
+    assert done.status is TaskStatus.FAILED
+    assert done.error is not None
+    assert done.error.code == "robots_unreachable"
+
+
+async def test_a_start_url_answering_404_fails_the_task(site: str, backends: Backends, handler: JobHandler) -> None:
+    task = await start(backends, f"{site}/missing.html")
+    await drain(backends, handler)
+    done = await finished(backends, task)
+    assert done.status is TaskStatus.FAILED
+    assert done.error is not None and done.error.code == "http_status"
+
+
+async def test_a_dead_lettered_job_fails_its_task(backends: Backends, handler: JobHandler) -> None:
+    task = await start(backends, "http://127.0.0.1:9/")
+    [message] = await backends.jobs.receive(max_messages=1)
+    await handler.handle_dead_letter(message.body)
+    done = await finished(backends, task)
+    assert done.status is TaskStatus.FAILED
+    assert done.error is not None and done.error.code == "retries_exhausted"
