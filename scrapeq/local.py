@@ -1,0 +1,75 @@
+"""The local processes: `dev` (API + consumer in one process), `serve` (API only) and `worker` (consumer only).
+
+This package is the local composition root: the only place that imports both `producer` and `consumer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+
+import uvicorn
+
+from consumer.runner import run_worker
+from producer.app import create_app
+from shared.backends import Backends, open_backends
+from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the process-wide handlers below stop API and consumer together."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _install_stop(stop: asyncio.Event, server: _Server | None) -> None:
+    loop = asyncio.get_running_loop()
+
+    def request_stop() -> None:
+        if stop.is_set() and server is not None:
+            server.force_exit = True  # second Ctrl-C: do not wait for open connections
+        stop.set()
+        if server is not None:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, request_stop)
+
+
+def _server(settings: Settings, backends: Backends) -> _Server:
+    app = create_app(settings, backends=backends)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False
+    )
+    return _Server(config)
+
+
+async def serve(settings: Settings, *, api: bool, consumer: bool) -> None:
+    """Run the API and/or the consumer over the embedded backends until SIGINT/SIGTERM."""
+    backends = open_backends(settings)
+    stop = asyncio.Event()
+    server = _server(settings, backends) if api else None
+    _install_stop(stop, server)
+    try:
+        jobs = []
+        if server is not None:
+            jobs.append(asyncio.create_task(_serve_api(server, stop)))
+        if consumer:
+            jobs.append(asyncio.create_task(run_worker(settings, backends, stop)))
+        await asyncio.gather(*jobs)
+    finally:
+        await backends.aclose()
+
+
+async def _serve_api(server: _Server, stop: asyncio.Event) -> None:
+    try:
+        await server.serve()
+    finally:
+        stop.set()  # the API stopping (e.g. the port is taken) stops the consumer too
