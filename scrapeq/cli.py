@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write all KV data as JSON lines")
     export.add_argument("--output", "-o", help="file (default: stdout)")
+    _json_flag(export)
     imp = sub.add_parser("import", help="restore JSON lines written by export")
     imp.add_argument("--input", "-i", help="file (default: stdin)")
     _json_flag(imp)
@@ -143,13 +144,19 @@ async def _transfer(args: argparse.Namespace, settings: Settings) -> None:
     backends = open_backends(settings)
     try:
         if args.command == "export":
+            if args.json and not args.output:
+                raise ValueError("export --json needs --output: stdout carries the summary object")
             out = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+            exported = 0
             try:
                 async for line in export_lines(backends.kv):
                     out.write(line + "\n")
+                    exported += 1
             finally:
                 if out is not sys.stdout:
                     out.close()
+            if args.output:
+                _emit(args, {"exported": exported, "output": args.output}, f"exported {exported} keys")
             return
         source = open(args.input, encoding="utf-8") if args.input else sys.stdin
         with source:
