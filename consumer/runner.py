@@ -13,7 +13,7 @@ from consumer.netguard import build_client
 from consumer.robots import ANY_TYPE, RobotsCache
 from consumer.visit import Visitor
 from shared.backends import Backends
-from shared.ports import Message, QueueReceiver
+from shared.ports import LocalQueue, Message, QueueReceiver
 from shared.retry import backoff_s
 from shared.settings import Settings
 from shared.taskstore import TaskStore
@@ -107,8 +107,10 @@ class Worker:
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-async def run_worker(settings: Settings, backends: Backends, stop: asyncio.Event) -> None:
+async def run_worker(settings: Settings, backends: Backends[LocalQueue], stop: asyncio.Event) -> None:
     """Wire the consumer (one shared HTTP client for every task) and run it until `stop` is set."""
+    if backends.dead_letters is None:
+        raise ValueError("a local consumer needs the dead-letter queue too")
     async with build_client(settings) as client:
         fetcher = Fetcher(client, settings=settings)
         robots = RobotsCache(FetcherRobots(fetcher), ttl_s=settings.robots_cache_ttl_s, clock=time.time)

@@ -12,6 +12,7 @@ from producer import problems
 from producer.limits import BodyLimitMiddleware, TokenBucketLimiter
 from producer.routes import router
 from shared.backends import Backends, open_backends
+from shared.ports import JobQueue
 from shared.settings import Settings
 
 DESCRIPTION = """Submit crawls, poll their status, read their pages.
@@ -20,7 +21,7 @@ Authenticate with `Authorization: Bearer <api key>`. Errors are RFC 9457 problem
 (`application/problem+json`) with a stable `code`."""
 
 
-def create_app(settings: Settings | None = None, *, backends: Backends | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, backends: Backends[JobQueue] | None = None) -> FastAPI:
     """Build the API. Without `backends`, the embedded SQLite backends are opened for the app's lifetime."""
     settings = settings or Settings()
 

@@ -10,6 +10,7 @@ from fastapi import Depends, Request, Response
 from producer.limits import TokenBucketLimiter
 from shared.backends import Backends
 from shared.errors import RateLimited, Unauthorized
+from shared.ports import JobQueue
 from shared.settings import Settings
 from shared.taskstore import TaskStore
 from shared.tenants import Accounts, ApiKey, Tenant
@@ -23,21 +24,21 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_backends(request: Request) -> Backends:
-    backends: Backends = request.app.state.backends
+def get_backends(request: Request) -> Backends[JobQueue]:
+    backends: Backends[JobQueue] = request.app.state.backends
     return backends
 
 
-def get_tasks(backends: Annotated[Backends, Depends(get_backends)]) -> TaskStore:
+def get_tasks(backends: Annotated[Backends[JobQueue], Depends(get_backends)]) -> TaskStore:
     return TaskStore(backends.kv)
 
 
-def get_accounts(backends: Annotated[Backends, Depends(get_backends)]) -> Accounts:
+def get_accounts(backends: Annotated[Backends[JobQueue], Depends(get_backends)]) -> Accounts:
     return Accounts(backends.kv)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-BackendsDep = Annotated[Backends, Depends(get_backends)]
+BackendsDep = Annotated[Backends[JobQueue], Depends(get_backends)]
 TasksDep = Annotated[TaskStore, Depends(get_tasks)]
 AccountsDep = Annotated[Accounts, Depends(get_accounts)]
 

@@ -16,6 +16,7 @@ import uvicorn
 from consumer.runner import run_worker
 from producer.app import create_app
 from shared.backends import Backends, open_backends
+from shared.ports import JobQueue
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def _install_stop(stop: asyncio.Event, server: _Server | None) -> None:
         loop.add_signal_handler(sig, request_stop)
 
 
-def _server(settings: Settings, backends: Backends) -> _Server:
+def _server(settings: Settings, backends: Backends[JobQueue]) -> _Server:
     app = create_app(settings, backends=backends)
     config = uvicorn.Config(
         app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False

@@ -81,6 +81,10 @@ class QueueReceiver(Protocol):
     async def retry(self, message: Message, *, delay_s: float = 0) -> None: ...
 
 
+class LocalQueue(JobQueue, QueueReceiver, Protocol):
+    """A queue a local process both sends to and receives from (SQLite, memory)."""
+
+
 async def scan(kv: KeyValueStore, prefix: str) -> AsyncIterator[KeyInfo]:
     """Every key under `prefix`, following cursors (Cloudflare may return short or empty pages)."""
     cursor: str | None = None

@@ -7,11 +7,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from shared.backends.limits import DEAD_LETTER_QUEUE, JOBS_QUEUE
 from shared.errors import StorageError
-from shared.ports import Clock, KeyValueStore
+from shared.ports import Clock, JobQueue, KeyValueStore
 
 if TYPE_CHECKING:
     from shared.backends.memory import MemoryQueue
@@ -46,14 +46,21 @@ class Lifecycle(Protocol):
     async def aclose(self) -> None: ...
 
 
-@dataclass
-class Backends:
-    """The storage one process uses: KV, the job queue and its dead-letter queue."""
+Q = TypeVar("Q", bound=JobQueue, covariant=True)
+
+
+@dataclass(frozen=True)
+class Backends(Generic[Q]):
+    """The storage one process uses: KV, the job queue and (for a local consumer) its dead-letter queue.
+
+    `Q` is the queue's type: a local queue (`SqliteQueue`, `MemoryQueue`) also receives; a Worker's queue
+    producer binding only sends, and the runtime pushes batches to the consumer Worker instead.
+    """
 
     kv: KeyValueStore
-    jobs: SqliteQueue | MemoryQueue
-    dead_letters: SqliteQueue | MemoryQueue
-    #: Which backend this is ("sqlite", "memory"), for `/health` and logs.
+    jobs: Q
+    dead_letters: Q | None = None
+    #: Which backend this is ("sqlite", "memory", "cloudflare"), for `/health` and logs.
     name: str = "custom"
 
     def _parts(self) -> list[Lifecycle]:
@@ -78,7 +85,7 @@ class Backends:
 
 def open_sqlite_backends(
     path: Path, *, visibility_timeout_s: float, max_retries: int, clock: Clock = time.time
-) -> Backends:
+) -> Backends[SqliteQueue]:
     """KV and queues in one SQLite file; the connections open on first use (see `Backends.ping`)."""
     from shared.backends.sqlite import SqliteKV, SqliteQueue
 
@@ -100,7 +107,9 @@ def open_sqlite_backends(
     return Backends(kv=SqliteKV(path, clock=clock), jobs=jobs, dead_letters=dead_letters, name="sqlite")
 
 
-def open_memory_backends(*, visibility_timeout_s: float, max_retries: int, clock: Clock = time.time) -> Backends:
+def open_memory_backends(
+    *, visibility_timeout_s: float, max_retries: int, clock: Clock = time.time
+) -> Backends[MemoryQueue]:
     from shared.backends.memory import MemoryKV, MemoryQueue
 
     dead_letters = MemoryQueue(
@@ -116,7 +125,7 @@ def open_memory_backends(*, visibility_timeout_s: float, max_retries: int, clock
     return Backends(kv=MemoryKV(clock=clock), jobs=jobs, dead_letters=dead_letters, name="memory")
 
 
-def open_backends(settings: Settings) -> Backends:
+def open_backends(settings: Settings) -> Backends[SqliteQueue]:
     """The embedded SQLite backends at `settings.sqlite_path`, creating the data directory."""
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
