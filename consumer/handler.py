@@ -9,14 +9,18 @@ delivery of a running slice backs off while the first holds a fresh claim.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
+import httpx
 from pydantic import ValidationError
 
 from consumer.crawl import CrawlSlice, SliceResult, initial_state
+from consumer.fetch import Fetcher
+from consumer.robots import ANY_TYPE, RobotsCache
 from consumer.visit import Visitor
 from shared.models import TERMINAL, CrawlJob, CrawlState, Task, TaskError, TaskStatus, utcnow
-from shared.ports import Clock, JobQueue, JsonObject
+from shared.ports import Clock, JobQueue, JsonObject, KeyValueStore
 from shared.retry import backoff_s
 from shared.settings import Settings
 from shared.taskstore import Claim, TaskStore
@@ -184,3 +188,24 @@ class JobHandler:
 
     def _backoff(self, attempts: int) -> float:
         return backoff_s(attempts, base_s=self.settings.queue_retry_base_s, max_s=self.settings.queue_retry_max_s)
+
+
+class FetcherRobots:
+    """robots.txt through the guarded page fetcher (any content type is accepted for it)."""
+
+    def __init__(self, fetcher: Fetcher) -> None:
+        self.fetcher = fetcher
+
+    async def fetch_robots(self, url: str) -> tuple[int, bytes]:
+        result = await self.fetcher.fetch(url, accept=ANY_TYPE)
+        return result.status_code, result.body
+
+
+def make_handler(
+    settings: Settings, *, kv: KeyValueStore, jobs: JobQueue, client: httpx.AsyncClient, clock: Clock = time.time
+) -> JobHandler:
+    """The consumer's object graph over one shared HTTP client; the same locally and in the consumer Worker."""
+    fetcher = Fetcher(client, settings=settings)
+    robots = RobotsCache(FetcherRobots(fetcher), ttl_s=settings.robots_cache_ttl_s, clock=clock)
+    visitor = Visitor(fetcher=fetcher, robots=robots, max_links=settings.fetch_max_links_per_page)
+    return JobHandler(store=TaskStore(kv), jobs=jobs, visitor=visitor, settings=settings, clock=clock)

@@ -7,31 +7,16 @@ import contextlib
 import logging
 import time
 
-from consumer.fetch import Fetcher
-from consumer.handler import Decision, JobHandler, retry
+from consumer.handler import Decision, JobHandler, make_handler, retry
 from consumer.netguard import build_client
-from consumer.robots import ANY_TYPE, RobotsCache
-from consumer.visit import Visitor
 from shared.backends import Backends
 from shared.ports import LocalQueue, Message, QueueReceiver
 from shared.retry import backoff_s
 from shared.settings import Settings
-from shared.taskstore import TaskStore
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_POLL_S = 5.0
-
-
-class FetcherRobots:
-    """robots.txt through the guarded page fetcher (any content type is accepted for it)."""
-
-    def __init__(self, fetcher: Fetcher) -> None:
-        self.fetcher = fetcher
-
-    async def fetch_robots(self, url: str) -> tuple[int, bytes]:
-        result = await self.fetcher.fetch(url, accept=ANY_TYPE)
-        return result.status_code, result.body
 
 
 class Worker:
@@ -112,12 +97,7 @@ async def run_worker(settings: Settings, backends: Backends[LocalQueue], stop: a
     if backends.dead_letters is None:
         raise ValueError("a local consumer needs the dead-letter queue too")
     async with build_client(settings) as client:
-        fetcher = Fetcher(client, settings=settings)
-        robots = RobotsCache(FetcherRobots(fetcher), ttl_s=settings.robots_cache_ttl_s, clock=time.time)
-        visitor = Visitor(fetcher=fetcher, robots=robots, max_links=settings.fetch_max_links_per_page)
-        handler = JobHandler(
-            store=TaskStore(backends.kv), jobs=backends.jobs, visitor=visitor, settings=settings, clock=time.time
-        )
+        handler = make_handler(settings, kv=backends.kv, jobs=backends.jobs, client=client)
         worker = Worker(
             handler=handler,
             jobs=backends.jobs,

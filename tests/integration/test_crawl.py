@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from consumer.fetch import Fetcher
-from consumer.handler import JobHandler
+from consumer.handler import JobHandler, make_handler
 from consumer.netguard import build_client
-from consumer.robots import RobotsCache
-from consumer.runner import FetcherRobots
-from consumer.visit import Visitor
 from shared.backends import Backends
 from shared.models import CrawlJob, Format, ScrapeRequest, Task, TaskStatus
 from shared.settings import Settings
@@ -41,16 +36,7 @@ def crawl_settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 async def handler(crawl_settings: Settings, backends: Backends) -> AsyncIterator[JobHandler]:
     async with build_client(crawl_settings) as client:
-        fetcher = Fetcher(client, settings=crawl_settings)
-        robots = RobotsCache(FetcherRobots(fetcher), ttl_s=60, clock=time.time)
-        visitor = Visitor(fetcher=fetcher, robots=robots, max_links=1000)
-        yield JobHandler(
-            store=TaskStore(backends.kv),
-            jobs=backends.jobs,
-            visitor=visitor,
-            settings=crawl_settings,
-            clock=time.time,
-        )
+        yield make_handler(crawl_settings, kv=backends.kv, jobs=backends.jobs, client=client)
 
 
 async def start(backends: Backends, url: str, **fields: object) -> Task:
