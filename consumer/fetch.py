@@ -12,6 +12,7 @@ import re
 import zlib
 from collections.abc import AsyncIterator, Container, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -27,8 +28,10 @@ from shared.errors import (
     UnsupportedContentType,
     UnsupportedEncoding,
 )
-from shared.settings import Settings
 from shared.urls import SCHEMES, host_of, normalize
+
+if TYPE_CHECKING:  # annotations only: the Worker's fetch path (and its Pyodide tests) runs without pydantic
+    from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

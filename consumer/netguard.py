@@ -11,12 +11,15 @@ import ipaddress
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
 
 import httpcore
 import httpx
 
 from shared.guard import AddressPolicy, IPAddress, literal_address
-from shared.settings import Settings
+
+if TYPE_CHECKING:  # annotations only: `AddressRefused` is imported in Workers, where pydantic may not be
+    from shared.settings import Settings
 
 Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
 """`(host, port) -> addresses`; every answer is checked, and the connection goes to one of them."""

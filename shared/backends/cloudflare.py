@@ -1,0 +1,370 @@
+"""Cloudflare's KV namespace and queue producer bindings behind the ports, the queue consumer's batch dispatch,
+and the JS `fetch` plumbing of `consumer.jsfetch`: the one module that converts between JS and Python values.
+
+A binding comes in two shapes. workers-runtime-sdk ≥ 1.4 wraps KV, queues and queue batches: results are
+already Python (`None` for null, `JsDict` bodies) and arguments are converted for us. Without the wrapper (the
+runtime's frozen SDK, the Miniflare harness of the contract tests) results are `JsProxy`s or `jsnull`, nested
+nulls survive `to_py()` as `jsnull`, and a dict argument must become a plain JS Object, not a Map. So every
+value read from a binding goes through `to_py`, and every object handed to one is built by `to_js_object`,
+which the wrapper passes through untouched.
+
+Only the standard library and stdlib-only `shared` modules are imported (Pyodide without pydantic runs this
+module in the contract tests); `pyodide.ffi` and `js` are imported lazily and only under Emscripten, so on
+CPython the conversions are the identity and the adapters run over plain Python fakes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import json
+import logging
+import math
+import sys
+from collections.abc import Awaitable, Callable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from shared.backends import Backends
+from shared.backends.limits import (
+    MAX_DELAY_S,
+    check_delay,
+    check_key,
+    check_list_limit,
+    check_value,
+    encode_body,
+    encode_metadata,
+    expiry_for,
+)
+from shared.errors import StorageError
+from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, ListResult, Message
+from shared.retry import backoff_s
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Handle = Callable[[str, Message], Awaitable[float | None]]
+"""`(queue name, message) -> seconds to wait before a retry, or None to ack`."""
+
+#: Backoff after the handler itself raised, as the local worker does (`consumer.runner`).
+ERROR_RETRY_BASE_S = 5.0
+ERROR_RETRY_MAX_S = 300.0
+
+
+# --- JS ↔ Python values
+
+
+@functools.cache
+def _ffi() -> ModuleType | None:
+    """`pyodide.ffi` inside Pyodide, else None (CPython, where there are no JS values to convert)."""
+    if sys.platform != "emscripten":
+        return None
+    return importlib.import_module("pyodide.ffi")
+
+
+def to_py(value: Any) -> Any:
+    """A binding's result as Python: null and undefined → None, a JsProxy → dicts and lists (nested nulls → None).
+
+    Anything else (already Python, as the SDK wrapper returns) comes back unchanged.
+    """
+    ffi = _ffi()
+    if ffi is None or value is None:
+        return value
+    if value is ffi.jsnull:
+        return None
+    if isinstance(value, ffi.JsProxy):
+        # `to_py()` leaves nested nulls as `jsnull` (the SDK walks its results for the same reason).
+        return _nulls_to_none(value.to_py(), ffi.jsnull)
+    return value
+
+
+def _nulls_to_none(value: Any, jsnull: object) -> Any:
+    if value is jsnull:
+        return None
+    if isinstance(value, dict):
+        return {key: _nulls_to_none(item, jsnull) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_nulls_to_none(item, jsnull) for item in value]
+    return value
+
+
+def to_js_object(value: Any) -> Any:
+    """A dict (nested dicts and lists too) as a plain JS Object; the identity on CPython.
+
+    `to_js` alone makes `undefined` of None, which drops the key (None becomes `jsnull` first, as the SDK's own
+    conversion does), and in Pyodide 0.28 (compatibility dates before 2026-09-08) a Map of a dict, which JSON and
+    the bindings' option parsing do not read (Pyodide 314 makes Objects by default; the converter keeps both right).
+    """
+    ffi = _ffi()
+    if ffi is None:
+        return value
+    js = importlib.import_module("js")
+    return ffi.to_js(_none_to_nulls(value, ffi.jsnull), dict_converter=js.Object.fromEntries)
+
+
+def _none_to_nulls(value: Any, jsnull: object) -> Any:
+    if value is None:
+        return jsnull
+    if isinstance(value, dict):
+        return {key: _none_to_nulls(item, jsnull) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_none_to_nulls(item, jsnull) for item in value]
+    return value
+
+
+def is_null(value: Any) -> bool:
+    """Whether a JS attribute is null or undefined, without converting it."""
+    ffi = _ffi()
+    return value is None or (ffi is not None and value is ffi.jsnull)
+
+
+def is_js_error(exc: BaseException) -> bool:
+    """Whether `exc` is a JS error surfacing in Python (a rejected promise, a throwing binding)."""
+    ffi = _ffi()
+    if ffi is not None:
+        return isinstance(exc, ffi.JsException)
+    return type(exc).__name__ == "JsException"  # the fakes of the CPython tests
+
+
+#: Workers KV takes at most one write per second to a key and answers 429 beyond; such a write is tried again.
+RATE_LIMITED_RETRIES_S = (1.0, 2.0, 4.0)
+
+
+async def _call(what: str, method: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """Call a binding method; its JS errors, thrown or rejected (429s, outages), become `StorageError`.
+
+    A 429 (two writes to one key within a second, e.g. a slice ending just after the task started) is
+    retried after a growing pause before it counts as a failure.
+    """
+    for pause_s in (*RATE_LIMITED_RETRIES_S, None):
+        try:
+            return await method(*args)
+        except Exception as exc:
+            if not is_js_error(exc):
+                raise
+            if pause_s is None or "429" not in str(exc):
+                raise StorageError(f"{what} failed: {exc}") from exc
+            log.info("%s rate limited; trying again in %.0f s", what, pause_s)
+            await asyncio.sleep(pause_s)
+
+
+# --- KV and the queue producer
+
+
+class CloudflareKV:
+    """`KeyValueStore` over a Workers KV namespace binding, refusing what the local backends refuse."""
+
+    def __init__(self, binding: Any) -> None:
+        self._binding = binding
+
+    async def get(self, key: str) -> str | None:
+        check_key(key)
+        value = to_py(await _call("KV get", self._binding.get, key))
+        if value is not None and not isinstance(value, str):
+            raise StorageError(f"KV get returned {type(value).__name__}, not text")
+        return value
+
+    async def put(
+        self, key: str, value: str, *, ttl_s: float | None = None, metadata: JsonObject | None = None
+    ) -> None:
+        check_key(key)
+        check_value(value)
+        options: JsonObject = {}
+        if ttl_s is not None:
+            expiry_for(ttl_s, 0)  # the local backends' refusals: under a minute, NaN, infinite
+            options["expirationTtl"] = math.ceil(ttl_s)  # whole seconds; rounding up keeps it ≥ 60
+        meta = encode_metadata(metadata)
+        if meta is not None:
+            options["metadata"] = json.loads(meta)  # exactly what was size-checked: JSON types only
+        args = (key, value, to_js_object(options)) if options else (key, value)
+        await _call("KV put", self._binding.put, *args)
+
+    async def delete(self, key: str) -> None:
+        check_key(key)
+        await _call("KV delete", self._binding.delete, key)
+
+    async def list(self, *, prefix: str = "", limit: int = MAX_LIST_LIMIT, cursor: str | None = None) -> ListResult:
+        check_list_limit(limit)
+        options: JsonObject = {"limit": limit}
+        if prefix:
+            options["prefix"] = prefix
+        if cursor is not None:
+            options["cursor"] = cursor
+        return list_result(await _call("KV list", self._binding.list, to_js_object(options)))
+
+    async def ping(self) -> None:
+        """A read of a key that need not exist: cheap, and it fails if the namespace cannot be reached."""
+        await _call("KV ping", self._binding.get, "scrapeq:ping")
+
+    async def aclose(self) -> None:
+        """The runtime owns the binding."""
+
+
+def list_result(raw: Any) -> ListResult:
+    """A KV `list` answer as a `ListResult`: the cursor is absent on the last page, and a page may be short or
+    even empty while `list_complete` is still false."""
+    page = to_py(raw)
+    keys = [
+        KeyInfo(
+            name=item["name"],
+            expiration=None if item.get("expiration") is None else float(item["expiration"]),
+            metadata=item.get("metadata"),
+        )
+        for item in page.get("keys") or []
+    ]
+    if page.get("list_complete", True):
+        return ListResult(keys, list_complete=True)
+    cursor = page.get("cursor")
+    if not cursor:  # the rest of the listing would be silently lost
+        raise StorageError("KV list returned an incomplete page without a cursor")
+    return ListResult(keys, list_complete=False, cursor=str(cursor))
+
+
+class CloudflareQueue:
+    """`JobQueue` over a queue producer binding; the runtime pushes batches to the consumer Worker instead."""
+
+    def __init__(self, binding: Any) -> None:
+        self._binding = binding
+
+    async def send(self, body: JsonObject, *, delay_s: float = 0) -> None:
+        text = encode_body(body)
+        check_delay(delay_s)
+        # JSON explicitly: the size limit is checked on the JSON text, and a consumer on any compat date reads it.
+        options: JsonObject = {"contentType": "json"}
+        if delay_s > 0:
+            options["delaySeconds"] = math.ceil(delay_s)  # never earlier than asked
+        await _call("queue send", self._binding.send, to_js_object(json.loads(text)), to_js_object(options))
+
+    async def ping(self) -> None:
+        """A producer binding offers no cheap probe; sends report their own failures."""
+
+    async def aclose(self) -> None:
+        """The runtime owns the binding."""
+
+
+def cloudflare_backends(env: Any) -> Backends[CloudflareQueue]:
+    """The Worker's `KV` namespace and `JOBS` producer; no dead-letter receiver (Cloudflare delivers those)."""
+    return Backends(kv=CloudflareKV(env.KV), jobs=CloudflareQueue(env.JOBS), name="cloudflare")
+
+
+def settings_from_env(env: Any) -> Settings:
+    """Settings from the Worker's `SCRAPEQ_*` vars (strings); absent ones keep their defaults."""
+    from shared.settings import PREFIX, Settings  # pydantic: kept out of this module's import (see docstring)
+
+    values: dict[str, Any] = {}
+    for field in Settings.model_fields:
+        name = PREFIX + field.upper()
+        value = to_py(getattr(env, name, None))
+        if value is not None:
+            values[name] = value
+    return Settings.from_mapping(values)
+
+
+# --- the queue consumer
+
+
+async def dispatch_batch(batch: Any, handle: Handle) -> None:
+    """Run `handle` on every message of a queue batch at once, then ack or retry each message by itself.
+
+    Never raises for one message's failure: a batch handler that throws makes Cloudflare retry every message
+    not yet acked, so one poison message would re-run its siblings' work.
+    """
+    queue = str(to_py(batch.queue))
+    await asyncio.gather(*(_dispatch_one(queue, raw, handle) for raw in batch.messages))
+
+
+async def _dispatch_one(queue: str, raw: Any, handle: Handle) -> None:
+    extra: dict[str, Any] = {"queue": queue}
+    attempts = 1
+    try:
+        message_id = extra["message_id"] = str(to_py(raw.id))
+        attempts = extra["attempts"] = int(to_py(raw.attempts))
+        body = to_py(raw.body)
+        if not isinstance(body, dict):
+            log.error("dropping a message whose body is %s, not an object", type(body).__name__, extra=extra)
+            _settle(raw, None, extra)
+            return
+        delay_s = await handle(queue, Message(id=message_id, body=dict(body), attempts=attempts))
+    except Exception:
+        log.exception("message failed (attempt %d)", attempts, extra=extra)
+        delay_s = backoff_s(attempts, base_s=ERROR_RETRY_BASE_S, max_s=ERROR_RETRY_MAX_S)
+    _settle(raw, delay_s, extra)
+
+
+def _settle(raw: Any, delay_s: float | None, extra: dict[str, Any]) -> None:
+    try:
+        if delay_s is None:
+            raw.ack()
+        else:
+            # One options object, built like every other: JS reads `retry(options)`, the SDK wrapper passes
+            # a JsProxy through, and a Python fake sees a dict.
+            raw.retry(to_js_object({"delaySeconds": retry_delay_s(delay_s)}))
+    except Exception:  # the other messages of the batch must still be settled
+        log.exception("could not %s message", "ack" if delay_s is None else "retry", extra=extra)
+
+
+def retry_delay_s(seconds: float) -> int:
+    """A retry delay as Cloudflare takes it: whole seconds, rounded up, within 0..43200."""
+    if not seconds > 0:  # negative, zero or NaN: at once
+        return 0
+    if seconds >= MAX_DELAY_S:
+        return MAX_DELAY_S
+    return math.ceil(seconds)
+
+
+# --- JS fetch (for consumer.jsfetch)
+
+
+def fetch_init(method: str, headers: list[tuple[str, str]], body: bytes, signal: Any = None) -> Any:
+    """The `init` of a JS `fetch`: redirects come back as 3xx responses instead of being followed."""
+    init: JsonObject = {"method": method, "headers": [[name, value] for name, value in headers], "redirect": "manual"}
+    if body:
+        init["body"] = body  # to_js makes a Uint8Array of bytes
+    if signal is not None:
+        init["signal"] = signal
+    return to_js_object(init)
+
+
+def response_status(response: Any) -> int:
+    return int(to_py(response.status))
+
+
+def response_headers(response: Any) -> list[tuple[str, str]]:
+    """Every header of a JS `Response`, as `Headers.entries()` lists them (names lower-case)."""
+    return [(str(name), str(value)) for name, value in (to_py(entry) for entry in response.headers.entries())]
+
+
+def body_reader(response: Any) -> Any | None:
+    """A reader of the response body stream, or None for a response without a body."""
+    body = response.body
+    return None if is_null(body) else body.getReader()
+
+
+async def read_chunk(reader: Any) -> bytes | None:
+    """The next chunk of a body stream (`{done, value: Uint8Array}`), or None at its end."""
+    result = await reader.read()
+    if result.done:
+        return None
+    value = result.value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return bytes(value.to_bytes())
+
+
+async def cancel_reader(reader: Any) -> None:
+    """Stop a body stream early, so the rest is never downloaded; a stream that already failed is fine."""
+    try:
+        await reader.cancel()
+    except Exception as exc:
+        if not is_js_error(exc):
+            raise
+
+
+def abort_controller() -> Any | None:
+    """A JS `AbortController` (to stop a fetch whose caller gave up), or None outside Pyodide."""
+    if _ffi() is None:
+        return None
+    return importlib.import_module("js").AbortController.new()
