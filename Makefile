@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Node tools for the Cloudflare side (wrangler; Miniflare + Pyodide for the adapters' contract tests),
+# pinned exactly in package.json; no lockfile is kept.
+NODE_STAMP := node_modules/.installed
 
 .PHONY: run test lint typecheck check clean
 
@@ -12,12 +15,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[local,test]'
 	touch $(STAMP)
 
+$(NODE_STAMP): package.json
+	npm install --no-audit --no-fund
+	touch $(NODE_STAMP)
+
 ## Start the whole service (API + consumer) on the embedded SQLite backend.
 run: $(STAMP)
 	$(BIN)/scrapeq dev
 
 ## Install what the tests need and run every test.
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -30,4 +37,4 @@ typecheck: $(STAMP)
 check: lint typecheck test
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
