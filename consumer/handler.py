@@ -69,10 +69,11 @@ class JobHandler:
         if task.status in TERMINAL:
             return ACK
         state = await self.store.get_state(job.tenant_id, job.task_id)
-        if state is None:
-            if job.slice != 0:
-                return self._retry_or_drop(job, attempts, "checkpoint not found")
+        if state is None and job.slice == 0:
             state = initial_state(task)
+        if state is None or job.slice > state.next_slice:
+            # The checkpoint this slice continues from is not visible here yet (KV is eventually consistent).
+            return await self._wait_for_checkpoint(task, job, attempts)
         if job.slice != state.next_slice:
             return await self._stale(job, state)
         if await self.store.cancel_requested(task.tenant_id, task.task_id):
@@ -157,6 +158,14 @@ class JobHandler:
             extra={"task_id": task.task_id, "tenant_id": task.tenant_id, **task.progress.model_dump()},
         )
 
+    async def _wait_for_checkpoint(self, task: Task, job: CrawlJob, attempts: int) -> Decision:
+        if attempts <= self.settings.queue_max_retries:
+            log.warning("checkpoint for slice %d of task %s not visible yet; retrying", job.slice, job.task_id)
+            return retry(self._backoff(attempts))
+        task.error = TaskError(code="checkpoint_lost", message="the crawl's checkpoint could not be read")
+        await self._finish(task, None, TaskStatus.FAILED)
+        return ACK
+
     async def _stale(self, job: CrawlJob, state: CrawlState) -> Decision:
         if job.slice == state.next_slice - 1:
             # This slice ran and checkpointed; its follow-up may never have been sent.
@@ -183,7 +192,7 @@ class JobHandler:
         if attempts <= self.settings.queue_max_retries:
             log.warning("%s for task %s; retrying", reason, job.task_id)
             return retry(self._backoff(attempts))
-        log.error("%s for task %s; giving up", reason, job.task_id)
+        log.error("%s for task %s; dropping the message", reason, job.task_id)
         return ACK
 
     def _backoff(self, attempts: int) -> float:

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     queue_max_retries: int = Field(default=3, ge=0, le=100)
     queue_retry_base_s: float = Field(default=5.0, ge=0)
     queue_retry_max_s: float = Field(default=3600.0, ge=0, le=43_200)
+    #: Name of the dead-letter queue on Cloudflare: its messages fail their tasks instead of running.
+    dead_letter_queue: str = "scrapeq-jobs-dlq"
     #: Slices (messages) one worker process runs at once.
     worker_concurrency: int = Field(default=4, ge=1, le=64)
 

@@ -187,3 +187,20 @@ async def test_a_dead_lettered_job_fails_its_task(backends: Backends, handler: J
     done = await finished(backends, task)
     assert done.status is TaskStatus.FAILED
     assert done.error is not None and done.error.code == "retries_exhausted"
+
+
+async def test_a_slice_ahead_of_the_visible_checkpoint_waits_instead_of_being_dropped(
+    site: str, backends: Backends, handler: JobHandler
+) -> None:
+    task = await start(backends, f"{site}/index.html", limit=30)
+    [first] = await backends.jobs.receive(max_messages=1)
+    await backends.jobs.ack(first)
+    # Slice 3 arrives while this location still reads no checkpoint at all (eventual consistency).
+    ahead = CrawlJob(tenant_id=TENANT, task_id=task.task_id, slice=3).model_dump(mode="json")
+    decision = await handler.handle(ahead, message_id="m-ahead", attempts=1)
+    assert not decision.ack and decision.retry_after_s is not None
+    # After the retries, the task fails visibly instead of staying "running" forever.
+    assert (await handler.handle(ahead, message_id="m-ahead", attempts=99)).ack
+    done = await finished(backends, task)
+    assert done.status is TaskStatus.FAILED
+    assert done.error is not None and done.error.code == "checkpoint_lost"

@@ -1,0 +1,52 @@
+"""Cloudflare Worker entry of the consumer: queue batches in, the local worker's very decisions out.
+
+Each message goes through the same `JobHandler` as `scrapeq worker`; `dispatch_batch` maps its decision to
+`message.ack()` or `message.retry(delaySeconds=...)`. Pages are fetched with JS `fetch` (redirect "manual")
+under the httpx API, so the network guard sees every hop and the User-Agent is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from workers import WorkerEntrypoint  # type: ignore[import-not-found]
+
+from consumer.handler import JobHandler, make_handler
+from consumer.jsfetch import JsFetchTransport
+from shared.backends.cloudflare import cloudflare_backends, dispatch_batch, settings_from_env
+from shared.guard import AddressPolicy
+from shared.ports import Message
+
+_handler: JobHandler | None = None
+
+
+def handler_for(env: Any) -> JobHandler:
+    """The isolate's handler over the Worker's bindings and one HTTP client (built on the first batch)."""
+    global _handler
+    if _handler is None:
+        from js import fetch  # type: ignore[import-not-found]
+
+        settings = settings_from_env(env)
+        backends = cloudflare_backends(env)
+        transport = JsFetchTransport(fetch, policy=AddressPolicy(settings.allow_private_networks))
+        client = httpx.AsyncClient(
+            transport=transport, headers={"User-Agent": settings.user_agent}, trust_env=False, follow_redirects=False
+        )
+        _handler = make_handler(settings, kv=backends.kv, jobs=backends.jobs, client=client)
+    return _handler
+
+
+async def handle(handler: JobHandler, queue: str, message: Message) -> float | None:
+    """One message: the seconds to wait before a retry, or None to ack."""
+    if queue == handler.settings.dead_letter_queue:
+        await handler.handle_dead_letter(message.body)
+        return None
+    decision = await handler.handle(message.body, message_id=message.id, attempts=message.attempts)
+    return decision.retry_after_s
+
+
+class Default(WorkerEntrypoint):  # type: ignore[misc]
+    async def queue(self, batch: Any) -> None:
+        handler = handler_for(self.env)
+        await dispatch_batch(batch, lambda queue, message: handle(handler, queue, message))

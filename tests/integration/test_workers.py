@@ -1,0 +1,277 @@
+"""Both Worker entries on CPython, through thin stand-ins of the Workers runtime and JS-shaped bindings.
+
+`workers`, `asgi` and `js` are the runtime's modules; here they are small fakes: the producer's `fetch`
+goes through an ASGI call, the consumer's `queue` gets batches of JS-shaped messages (`ack()`,
+`retry(options)`), and JS `fetch` is a Python function answering like the runtime's (`redirect: "manual"`,
+`headers.entries()`, a body reader). What runs for real is everything of ours in between: submit →
+enqueue → consume → KV → status.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.tenants import Accounts
+from tests.fixtures.sitegen import generate
+from tests.fixtures.static import serve_directory
+
+QUEUE = "scrapeq-jobs"
+
+
+class FakeKVNamespace:
+    """A KV namespace binding as the SDK wrapper presents it: Python values, None for a missing key."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, tuple[str, dict[str, Any]]] = {}
+        self.keys: list[str] = []
+
+    async def get(self, key: str) -> str | None:
+        entry = self.data.get(key)
+        return entry[0] if entry else None
+
+    async def put(self, key: str, value: str, options: dict[str, Any] | None = None) -> None:
+        if key not in self.data:
+            bisect.insort(self.keys, key)
+        self.data[key] = (value, options or {})
+
+    async def delete(self, key: str) -> None:
+        if self.data.pop(key, None) is not None:
+            self.keys.remove(key)
+
+    async def list(self, options: dict[str, Any]) -> dict[str, Any]:
+        prefix, limit = options.get("prefix", ""), options["limit"]
+        start = int(options.get("cursor") or 0)
+        names = [k for k in self.keys if k.startswith(prefix)]
+        page = names[start : start + limit]
+        done = start + limit >= len(names)
+        result: dict[str, Any] = {"keys": [{"name": n} for n in page], "list_complete": done}
+        if not done:
+            result["cursor"] = str(start + limit)
+        return result
+
+
+class FakeQueueProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[dict[str, Any], dict[str, Any]]] = []
+
+    async def send(self, body: dict[str, Any], options: dict[str, Any] | None = None) -> None:
+        self.sent.append((body, options or {}))
+
+
+class FakeMessage:
+    """A queue message as the runtime hands it over, recording how it was settled."""
+
+    _ids = itertools.count()
+
+    def __init__(self, body: dict[str, Any], attempts: int = 1, message_id: str | None = None) -> None:
+        self.id = message_id or f"msg-{next(self._ids)}"
+        self.body = body
+        self.attempts = attempts
+        self.settled: tuple[str, dict[str, Any]] | None = None
+
+    def ack(self) -> None:
+        self.settled = ("ack", {})
+
+    def retry(self, options: dict[str, Any] | None = None) -> None:
+        self.settled = ("retry", options or {})
+
+
+class FakeReader:
+    def __init__(self, body: bytes) -> None:
+        self.chunks = [body[i : i + 16384] for i in range(0, len(body), 16384)]
+
+    async def read(self) -> types.SimpleNamespace:
+        if not self.chunks:
+            return types.SimpleNamespace(done=True, value=None)
+        return types.SimpleNamespace(done=False, value=self.chunks.pop(0))
+
+    async def cancel(self) -> None:
+        self.chunks.clear()
+
+
+class FakeResponse:
+    def __init__(self, response: httpx.Response) -> None:
+        self.status = response.status_code
+        self.headers = types.SimpleNamespace(entries=lambda: [[k, v] for k, v in response.headers.items()])
+        self.body = types.SimpleNamespace(getReader=lambda: FakeReader(response.content))
+
+
+class FakeJsFetch:
+    """JS `fetch` with the runtime's behaviour that matters here: `redirect: "manual"` is honoured."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, dict[str, str]]] = []
+
+    async def __call__(self, url: str, init: dict[str, Any]) -> FakeResponse:
+        assert init["redirect"] == "manual"
+        headers = {name: value for name, value in init["headers"]}
+        self.requests.append((url, headers))
+        async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
+            response = await client.request(init["method"], url, headers=headers)
+        return FakeResponse(response)
+
+
+class FakeAsgi:
+    """The runtime's ASGI adapter: a JS `Request` in, a `Response` out, the app run in between."""
+
+    @staticmethod
+    async def fetch(app: Any, request: httpx.Request, env: Any) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="https://api.example") as client:
+            return await client.send(request)
+
+
+class WorkerEntrypoint:
+    def __init__(self, ctx: Any, env: Any) -> None:
+        self.ctx = ctx
+        self.env = env
+
+
+@pytest.fixture
+def js_fetch(monkeypatch: pytest.MonkeyPatch) -> FakeJsFetch:
+    fetch = FakeJsFetch()
+    monkeypatch.setitem(sys.modules, "workers", types.SimpleNamespace(WorkerEntrypoint=WorkerEntrypoint))
+    monkeypatch.setitem(sys.modules, "asgi", FakeAsgi)
+    monkeypatch.setitem(sys.modules, "js", types.SimpleNamespace(fetch=fetch))
+    return fetch
+
+
+@pytest.fixture
+def env() -> types.SimpleNamespace:
+    return types.SimpleNamespace(
+        KV=FakeKVNamespace(),
+        JOBS=FakeQueueProducer(),
+        SCRAPEQ_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8",
+        SCRAPEQ_SLICE_MAX_PAGES="5",
+        SCRAPEQ_CANCEL_CHECK_INTERVAL_S="0",
+    )
+
+
+@pytest.fixture
+def workers(js_fetch: FakeJsFetch, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[types.ModuleType, ...]]:
+    import consumer.worker
+    import producer.worker
+
+    monkeypatch.setattr(producer.worker, "_app", None)
+    monkeypatch.setattr(consumer.worker, "_handler", None)
+    yield producer.worker, consumer.worker
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root: Path = tmp_path_factory.mktemp("site")
+    generate(root, pages=40, seed=11)
+    with serve_directory(root) as base:
+        yield base
+
+
+async def call(producer: Any, env: Any, method: str, path: str, key: str, **kwargs: Any) -> httpx.Response:
+    request = httpx.Request(method, f"https://api.example{path}", headers={"Authorization": f"Bearer {key}"}, **kwargs)
+    return await producer.Default(None, env).fetch(types.SimpleNamespace(js_object=request))  # type: ignore[no-any-return]
+
+
+async def run_queue(consumer: Any, env: Any, *, batch_size: int = 3) -> list[FakeMessage]:
+    """Deliver what the producers sent, in batches, until the queue is empty (retries delivered again)."""
+    delivered: list[FakeMessage] = []
+    pending = [FakeMessage(body) for body, _ in env.JOBS.sent]
+    env.JOBS.sent.clear()
+    while pending:
+        batch, pending = pending[:batch_size], pending[batch_size:]
+        await consumer.Default(None, env).queue(types.SimpleNamespace(queue=QUEUE, messages=batch))
+        delivered += batch
+        for message in batch:
+            assert message.settled is not None, "every message of a batch is acked or retried"
+            if message.settled[0] == "retry":
+                pending.append(FakeMessage(message.body, message.attempts + 1, message.id))
+        pending += [FakeMessage(body) for body, _ in env.JOBS.sent]
+        env.JOBS.sent.clear()
+    return delivered
+
+
+async def new_key(env: Any) -> str:
+    from shared.backends.cloudflare import CloudflareKV
+
+    accounts = Accounts(CloudflareKV(env.KV))
+    tenant = await accounts.create_tenant("edge", ["kb_edge"])
+    _, api_key = await accounts.create_key(tenant.tenant_id)
+    return api_key
+
+
+async def test_submit_consume_and_read_back_through_both_worker_entries(
+    workers: tuple[Any, Any], env: Any, site: str, js_fetch: FakeJsFetch
+) -> None:
+    producer, consumer = workers
+    key = await new_key(env)
+    submitted = await call(
+        producer,
+        env,
+        "POST",
+        "/scrape",
+        key,
+        json={"url": f"{site}/index.html", "knowledge_base_id": "kb_edge", "limit": 12},
+    )
+    assert submitted.status_code == 202
+    task_id = submitted.json()["task_id"]
+    assert (await call(producer, env, "GET", f"/tasks/{task_id}", key)).json()["status"] == "queued"
+    [(body, options)] = env.JOBS.sent
+    assert body == {"kind": "crawl", "tenant_id": body["tenant_id"], "task_id": task_id, "slice": 0}
+    assert options.get("contentType") == "json"
+
+    delivered = await run_queue(consumer, env)
+
+    task = (await call(producer, env, "GET", f"/tasks/{task_id}", key)).json()
+    assert task["status"] == "completed"
+    assert task["progress"]["pages_done"] == 12
+    assert len(delivered) >= 3  # 12 pages in slices of at most 5: the crawl continued in follow-up messages
+    assert all(m.settled == ("ack", {}) for m in delivered)
+    pages = (await call(producer, env, "GET", f"/tasks/{task_id}/pages?limit=100", key)).json()["pages"]
+    assert len({p["url"] for p in pages}) == 12
+    assert all(p["markdown"] for p in pages)
+    user_agents = {headers.get("user-agent") for _, headers in js_fetch.requests}
+    assert user_agents == {"scrapeq/0.1 (+https://github.com/scrapeq/scrapeq)"}  # the UA reaches the site
+    assert any(url.endswith("/robots.txt") for url, _ in js_fetch.requests)
+
+
+async def test_a_retryable_start_failure_is_retried_with_a_delay_through_the_message(
+    workers: tuple[Any, Any], env: Any
+) -> None:
+    producer, consumer = workers
+    key = await new_key(env)
+    env.SCRAPEQ_QUEUE_MAX_RETRIES = "1"
+    submitted = await call(
+        producer, env, "POST", "/scrape", key, json={"url": "http://127.0.0.1:9/", "knowledge_base_id": "kb_edge"}
+    )
+    task_id = submitted.json()["task_id"]
+    delivered = await run_queue(consumer, env)
+    first, last = delivered[0], delivered[-1]
+    assert first.settled is not None and first.settled[0] == "retry"
+    assert first.settled[1]["delaySeconds"] >= 1
+    assert last.attempts == 2 and last.settled == ("ack", {})
+    task = (await call(producer, env, "GET", f"/tasks/{task_id}", key)).json()
+    assert task["status"] == "failed"
+    assert task["error"]["code"] == "robots_unreachable"
+
+
+async def test_a_dead_lettered_message_fails_its_task(workers: tuple[Any, Any], env: Any, site: str) -> None:
+    producer, consumer = workers
+    key = await new_key(env)
+    submitted = await call(
+        producer, env, "POST", "/scrape", key, json={"url": f"{site}/index.html", "knowledge_base_id": "kb_edge"}
+    )
+    task_id = submitted.json()["task_id"]
+    [(body, _)] = env.JOBS.sent
+    message = FakeMessage(body, attempts=1)
+    await consumer.Default(None, env).queue(types.SimpleNamespace(queue="scrapeq-jobs-dlq", messages=[message]))
+    assert message.settled == ("ack", {})
+    task = (await call(producer, env, "GET", f"/tasks/{task_id}", key)).json()
+    assert task["status"] == "failed"
+    assert task["error"]["code"] == "retries_exhausted"
