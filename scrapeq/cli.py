@@ -8,18 +8,26 @@ import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from scrapeq import cli_cloudflare
 from shared import logs
 from shared.backends import open_backends
-from shared.errors import ApiError
+from shared.errors import ApiError, ScrapeqError
 from shared.settings import Settings
 from shared.tenants import Accounts, ApiKey, Tenant
 from shared.transfer import export_lines, import_lines
 
+if TYPE_CHECKING:
+    from scrapeq.cli_cloudflare import Subcommands
+
 DEMO_KB = "kb_demo"
+
+
+def _no_flags(cmd: argparse.ArgumentParser) -> None:
+    pass
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,23 +44,41 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--host", help="listen address (SCRAPEQ_HOST)")
             cmd.add_argument("--port", type=int, help="listen port (SCRAPEQ_PORT)")
 
-    tenant = sub.add_parser("tenant", help="tenants").add_subparsers(dest="action", required=True)
+    add_account_commands(sub)
+
+    export = sub.add_parser("export", help="write all KV data as JSON lines")
+    export.add_argument("--output", "-o", help="file (default: stdout)")
+    _json_flag(export)
+    imp = sub.add_parser("import", help="restore JSON lines written by export")
+    imp.add_argument("--input", "-i", help="file (default: stdin)")
+    _json_flag(imp)
+    cli_cloudflare.add_parser(sub, account_commands=add_account_commands)
+    return parser
+
+
+def add_account_commands(sub: Subcommands, *, flags: Callable[[argparse.ArgumentParser], None] = _no_flags) -> None:
+    """`tenant …` and `key …` under `sub`; `flags` adds options to every one of them (`--env` on Cloudflare)."""
+    tenant_cmd = sub.add_parser("tenant", help="tenants")
+    tenant_cmd.set_defaults(subject="tenant")
+    tenant = tenant_cmd.add_subparsers(dest="action", required=True)
     create = tenant.add_parser("create", help="create a tenant; prints its id and webhook secret")
     create.add_argument("name")
     create.add_argument("--kb", action="append", required=True, help="a knowledge base (repeatable)")
     create.add_argument("--allowed-domain", action="append", help="restrict crawls to this domain (repeatable)")
-    _json_flag(create)
-    _json_flag(tenant.add_parser("list", help="list tenants"))
+    _leaf(flags, create)
+    _leaf(flags, tenant.add_parser("list", help="list tenants"))
 
-    key = sub.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
+    key_cmd = sub.add_parser("key", help="API keys")
+    key_cmd.set_defaults(subject="key")
+    key = key_cmd.add_subparsers(dest="action", required=True)
     kcreate = key.add_parser("create", help="create a key; prints it once")
     kcreate.add_argument("--tenant", required=True)
     kcreate.add_argument("--kb", action="append", help="limit the key to this knowledge base (repeatable)")
-    _json_flag(kcreate)
+    _leaf(flags, kcreate)
     klist = key.add_parser("list", help="list a tenant's keys (never the keys themselves)")
     klist.add_argument("--tenant", required=True)
     klist.add_argument("--prefix", default="", help="only keys whose display prefix starts with this")
-    _json_flag(klist)
+    _leaf(flags, klist)
     for action, text in (
         ("revoke", "revoke a key at once"),
         ("rotate", "new key; the old one works for a grace period"),
@@ -62,15 +88,12 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("key_id")
         if action == "rotate":
             cmd.add_argument("--grace-s", type=float, default=24 * 3600, help="seconds the old key keeps working")
-        _json_flag(cmd)
+        _leaf(flags, cmd)
 
-    export = sub.add_parser("export", help="write all KV data as JSON lines")
-    export.add_argument("--output", "-o", help="file (default: stdout)")
-    _json_flag(export)
-    imp = sub.add_parser("import", help="restore JSON lines written by export")
-    imp.add_argument("--input", "-i", help="file (default: stdin)")
-    _json_flag(imp)
-    return parser
+
+def _leaf(flags: Callable[[argparse.ArgumentParser], None], cmd: argparse.ArgumentParser) -> None:
+    _json_flag(cmd)
+    flags(cmd)
 
 
 def _json_flag(cmd: argparse.ArgumentParser) -> None:
@@ -218,18 +241,24 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
     asyncio.run(serve(settings, api=args.command != "worker", consumer=args.command != "serve"))
 
 
+def _account_command(args: argparse.Namespace) -> Callable[[Accounts], Awaitable[None]]:
+    """The `tenant …` or `key …` command of `args`, to run over any store's accounts (local or Cloudflare)."""
+    return lambda accounts: (_tenant if args.subject == "tenant" else _key)(args, accounts)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "cloudflare":
+            return cli_cloudflare.run(args, account_command=_account_command(args))
         settings = _settings(args)
         if args.command in ("dev", "serve", "worker"):
             _run(args, settings)
         elif args.command in ("export", "import"):
             asyncio.run(_transfer(args, settings))
         else:
-            handler = _tenant if args.command == "tenant" else _key
-            asyncio.run(_with_accounts(settings, lambda accounts: handler(args, accounts)))
-    except (ApiError, ValueError, ValidationError, OSError) as exc:
+            asyncio.run(_with_accounts(settings, _account_command(args)))
+    except (ScrapeqError, ValueError, ValidationError, OSError) as exc:
         message = exc.detail if isinstance(exc, ApiError) else str(exc)
         print(f"scrapeq: error: {message}", file=sys.stderr)
         return 2

@@ -1,0 +1,144 @@
+"""The two wrangler configs as scrapeq reads and edits them: one environment's view (KV namespace id, queue
+names, vars), the consistency rules between the two files, and the one edit `setup` makes.
+
+The edit replaces the `id` of the `KV` binding of one environment in place and checks, by parsing the result,
+that nothing else changed: the standard library reads TOML but does not write it, and comments stay.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+KV_BINDING = "KV"
+JOBS_BINDING = "JOBS"
+#: What the committed configs carry until `scrapeq cloudflare setup` writes the real namespace ids.
+PLACEHOLDER_ID = "set-by-scrapeq-cloudflare-setup"
+_NAMESPACE_ID = re.compile(r"[0-9a-f]{32}")
+_ARRAY_TABLE = re.compile(r"^\s*\[\[\s*(?P<name>[^\[\]]+?)\s*\]\]\s*(#.*)?$")
+_TABLE = re.compile(r"^\s*\[\s*(?P<name>[^\[\]]+?)\s*\]\s*(#.*)?$")
+_BINDING_KV = re.compile(r"""^\s*binding\s*=\s*(["'])KV\1\s*(#.*)?$""")
+_ID = re.compile(r"""^(?P<head>\s*id\s*=\s*)(?P<quote>["'])[^"'\\\n]*(?P=quote)(?P<tail>\s*(#.*)?\r?\n?)$""")
+
+
+def env_label(env: str | None) -> str:
+    return env or "production"
+
+
+def is_namespace_id(value: str | None) -> bool:
+    """A real KV namespace id (32 hex digits), not the placeholder or an empty value."""
+    return value is not None and _NAMESPACE_ID.fullmatch(value) is not None
+
+
+def load(path: Path) -> dict[str, Any]:
+    with path.open("rb") as file:
+        return tomllib.load(file)
+
+
+def section(config: dict[str, Any], env: str | None) -> dict[str, Any]:
+    """The keys that apply to `env`: the top level, or `[env.<env>]` (which must exist)."""
+    if env is None:
+        return config
+    found = config.get("env", {}).get(env)
+    if not isinstance(found, dict):
+        raise ValueError(f"no [env.{env}] section in the wrangler config")
+    return found
+
+
+@dataclass(frozen=True)
+class EnvView:
+    """What scrapeq needs to know about one Worker in one environment."""
+
+    kv_id: str | None
+    jobs_queue: str | None
+    consumers: list[dict[str, Any]]
+    vars: dict[str, Any]
+
+    @property
+    def dead_letter_queue(self) -> str | None:
+        return next((c.get("dead_letter_queue") for c in self.consumers if c.get("queue") == self.jobs_queue), None)
+
+
+def view(config: dict[str, Any], env: str | None) -> EnvView:
+    keys = section(config, env)
+    queues = keys.get("queues", {})
+    kv = [ns for ns in keys.get("kv_namespaces", []) if ns.get("binding") == KV_BINDING]
+    jobs = [p for p in queues.get("producers", []) if p.get("binding") == JOBS_BINDING]
+    return EnvView(
+        kv_id=kv[0].get("id") if kv else None,
+        jobs_queue=jobs[0].get("queue") if jobs else None,
+        consumers=list(queues.get("consumers", [])),
+        vars=dict(keys.get("vars", {})),
+    )
+
+
+def check_pair(producer: dict[str, Any], consumer: dict[str, Any], env: str | None) -> list[str]:
+    """What is wrong between the producer's and the consumer's config for `env` (empty: nothing)."""
+    problems: list[str] = []
+    for key in ("compatibility_date", "compatibility_flags"):
+        if producer.get(key) != consumer.get(key):
+            problems.append(f"{key} differs (pywrangler picks the Python version from wrangler.toml alone)")
+    ours, theirs = view(producer, env), view(consumer, env)
+    if ours.kv_id is None or ours.kv_id != theirs.kv_id:
+        problems.append(f"the {KV_BINDING} namespace id differs or is missing: {ours.kv_id!r} / {theirs.kv_id!r}")
+    if ours.jobs_queue is None or ours.jobs_queue != theirs.jobs_queue:
+        problems.append(f"the {JOBS_BINDING} queue differs or is missing: {ours.jobs_queue!r} / {theirs.jobs_queue!r}")
+    if ours.vars != theirs.vars:
+        problems.append("[vars] differ between the two Workers")
+    dlq = theirs.dead_letter_queue
+    if dlq is None:
+        problems.append(f"the consumer does not consume {theirs.jobs_queue!r} with a dead_letter_queue")
+    else:
+        if not any(c.get("queue") == dlq for c in theirs.consumers):
+            problems.append(f"the consumer does not consume its dead-letter queue {dlq!r}")
+        if theirs.vars.get("SCRAPEQ_DEAD_LETTER_QUEUE") != dlq:
+            problems.append(f"SCRAPEQ_DEAD_LETTER_QUEUE is not {dlq!r}")
+    jobs = next((c for c in theirs.consumers if c.get("queue") == theirs.jobs_queue), {})
+    if str(jobs.get("max_retries")) != theirs.vars.get("SCRAPEQ_QUEUE_MAX_RETRIES"):
+        problems.append("max_retries of the jobs consumer differs from SCRAPEQ_QUEUE_MAX_RETRIES")
+    return problems
+
+
+def set_kv_id(text: str, env: str | None, namespace_id: str) -> str:
+    """`text` (a wrangler TOML config) with the `id` of env's `KV` binding set; every other byte unchanged."""
+    if not is_namespace_id(namespace_id):
+        raise ValueError(f"not a KV namespace id: {namespace_id!r}")
+    table = "kv_namespaces" if env is None else f"env.{env}.kv_namespaces"
+    lines = text.splitlines(keepends=True)
+    start = _find_binding_table(lines, table)
+    for index in range(start + 1, len(lines)):
+        if _ARRAY_TABLE.match(lines[index]) or _TABLE.match(lines[index]):
+            break
+        if match := _ID.match(lines[index]):
+            q = match["quote"]
+            lines[index] = f"{match['head']}{q}{namespace_id}{q}{match['tail']}"
+            edited = "".join(lines)
+            _check_only_id_changed(text, edited, env, namespace_id)
+            return edited
+    raise ValueError(f'no `id = "…"` line in the [[{table}]] table of the KV binding: add one')
+
+
+def _find_binding_table(lines: list[str], table: str) -> int:
+    """Index of the `[[table]]` header whose table has `binding = "KV"`."""
+    current: int | None = None
+    for index, line in enumerate(lines):
+        if header := _ARRAY_TABLE.match(line) or _TABLE.match(line):
+            name = re.sub(r"\s*\.\s*", ".", header["name"]).replace('"', "")
+            current = index if line.lstrip().startswith("[[") and name == table else None
+        elif current is not None and _BINDING_KV.match(line):
+            return current
+    raise ValueError(f'no [[{table}]] table with binding = "{KV_BINDING}"')
+
+
+def _check_only_id_changed(before: str, after: str, env: str | None, namespace_id: str) -> None:
+    old, new = tomllib.loads(before), tomllib.loads(after)
+    if view(new, env).kv_id != namespace_id:
+        raise ValueError("editing the KV namespace id went wrong: the config does not read back")
+    for namespace in section(new, env).get("kv_namespaces", []):
+        if namespace.get("binding") == KV_BINDING:
+            namespace["id"] = view(old, env).kv_id
+    if new != old:
+        raise ValueError("editing the KV namespace id would change more than the id: edit the config by hand")

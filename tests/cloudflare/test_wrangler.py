@@ -1,0 +1,244 @@
+"""The real wrangler (node_modules, pinned in package.json) on our configs, offline: `deploy --dry-run` of both
+Workers in both environments uploads exactly the bundle with the bindings we configured, every config key is
+in wrangler's schema, and `whoami` without credentials becomes our clear "not logged in"."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scrapeq.cloudflare import configs
+from scrapeq.cloudflare.wrangler import NOT_LOGGED_IN, NotLoggedIn, Wrangler
+
+ROOT = Path(__file__).resolve().parents[2]
+WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
+SCHEMA = ROOT / "node_modules" / "wrangler" / "config-schema.json"
+ENTRY = {"producer": "producer/worker.py", "consumer": "consumer/worker.py"}
+CONFIG = {"producer": "wrangler.toml", "consumer": "wrangler.consumer.toml"}
+CASES = [(worker, env) for env in (None, "staging") for worker in ("producer", "consumer")]
+ROW = re.compile(r"^env\.(?P<name>\S+) \((?P<value>.*)\)\s{2,}(?P<kind>\S.*?)\s*$")
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def require_wrangler() -> None:
+    if not WRANGLER.exists():
+        pytest.fail(
+            f"{WRANGLER.relative_to(ROOT)} is missing: `make test` installs it (npm install from package.json); "
+            "or run `npm install` in the repository root"
+        )
+
+
+def offline_env(home: Path) -> dict[str, str]:
+    """A clean environment: no credentials, an empty HOME, no prompts, no metrics, no update check."""
+    (home / ".config").mkdir(parents=True, exist_ok=True)
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "CI": "1",
+        "WRANGLER_SEND_METRICS": "false",
+        "WRANGLER_SEND_ERROR_REPORTS": "false",
+        "WRANGLER_HIDE_BANNER": "true",
+        "NO_COLOR": "1",
+        "FORCE_COLOR": "0",
+    }
+
+
+@dataclass(frozen=True)
+class DryRun:
+    worker: str
+    env: str | None
+    result: subprocess.CompletedProcess[str]
+    metadata: dict[str, Any]
+    modules: list[str]
+    outdir: Path
+
+    @property
+    def view(self) -> configs.EnvView:
+        return configs.view(configs.load(ROOT / CONFIG[self.worker]), self.env)
+
+
+def parse_upload(form: bytes) -> tuple[dict[str, Any], list[str]]:
+    """The multipart body wrangler would upload: its `metadata` part and the module names, in order."""
+    boundary = form.split(b"\r\n", 1)[0][2:]
+    head = b"Content-Type: multipart/form-data; boundary=" + boundary + b"\r\n\r\n"
+    message = email.message_from_bytes(head + form, policy=email.policy.HTTP)
+    metadata: dict[str, Any] = {}
+    modules: list[str] = []
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name == "metadata":
+            metadata = json.loads(part.get_payload(decode=True))
+        else:
+            modules.append(str(name))
+    return metadata, modules
+
+
+@pytest.fixture(scope="module")
+def dry_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str | None], DryRun]:
+    require_wrangler()
+    env = offline_env(tmp_path_factory.mktemp("home"))
+    runs = {}
+    for worker, wrangler_env in CASES:
+        out = tmp_path_factory.mktemp(f"{worker}-{wrangler_env or 'production'}")
+        outputs = ["--outdir", str(out / "modules"), "--outfile", str(out / "upload.form")]
+        target = ["-c", CONFIG[worker], f"--env={wrangler_env or ''}"]
+        result = subprocess.run(
+            ["npx", "--no-install", "wrangler", "deploy", "--dry-run", *outputs, *target],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        metadata, modules = parse_upload((out / "upload.form").read_bytes())
+        runs[worker, wrangler_env] = DryRun(worker, wrangler_env, result, metadata, modules, out / "modules")
+    return runs
+
+
+@pytest.fixture(params=CASES, ids=[f"{w}-{e or 'production'}" for w, e in CASES])
+def dry_run(request: pytest.FixtureRequest, dry_runs: dict[tuple[str, str | None], DryRun]) -> DryRun:
+    return dry_runs[request.param]
+
+
+def test_dry_run_succeeds_without_warnings(dry_run: DryRun) -> None:
+    assert "--dry-run: exiting now." in dry_run.result.stdout
+    assert "WARNING" not in dry_run.result.stderr and "Unexpected fields" not in dry_run.result.stderr
+    assert f"Running: python3 -m scrapeq.cloudflare.bundle {dry_run.worker}" in dry_run.result.stdout
+
+
+def test_upload_is_the_bundle_and_nothing_else(dry_run: DryRun) -> None:
+    assert dry_run.metadata["main_module"] == "entry.py"
+    modules = dry_run.modules
+    assert modules[0] == "entry.py"
+    for expected in (ENTRY[dry_run.worker], "shared/models.py", "shared/settings.py", "shared/backends/cloudflare.py"):
+        assert expected in modules
+    other = "consumer" if dry_run.worker == "producer" else "producer"
+    foreign = [
+        m for m in modules if m != "entry.py" and m.split("/")[0] not in (dry_run.worker, "shared", "python_modules")
+    ]
+    assert foreign == [], f"uploaded from outside the bundle: {foreign}"
+    assert not [m for m in modules if m.startswith((f"{other}/", "tests/", ".venv", "node_modules", "scrapeq/"))]
+    assert not [m for m in modules if "__pycache__" in m or not (m.endswith(".py") or m.startswith("python_modules/"))]
+    written = sorted(p.relative_to(dry_run.outdir).as_posix() for p in dry_run.outdir.rglob("*.py"))
+    assert written == sorted(m for m in modules if not m.startswith("python_modules/"))
+
+
+def test_bindings_are_the_configured_kv_queue_and_vars(dry_run: DryRun) -> None:
+    view = dry_run.view
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for binding in dry_run.metadata["bindings"]:
+        by_type.setdefault(binding["type"], []).append(binding)
+    assert by_type["kv_namespace"] == [{"name": "KV", "type": "kv_namespace", "namespace_id": view.kv_id}]
+    assert by_type["queue"] == [{"type": "queue", "name": "JOBS", "queue_name": view.jobs_queue}]
+    assert {b["name"]: b["text"] for b in by_type["plain_text"]} == view.vars
+    assert set(by_type) == {"kv_namespace", "queue", "plain_text"}
+    expected_queue = "scrapeq-jobs" if dry_run.env is None else "scrapeq-jobs-staging"
+    assert view.jobs_queue == expected_queue
+    assert view.vars["SCRAPEQ_DEAD_LETTER_QUEUE"] == f"scrapeq-jobs-dlq{'' if dry_run.env is None else '-staging'}"
+
+
+def test_printed_bindings_table_matches_the_upload(dry_run: DryRun) -> None:
+    rows = {m["name"]: (m["value"], m["kind"]) for line in dry_run.result.stdout.splitlines() if (m := ROW.match(line))}
+    view = dry_run.view
+    assert rows.pop("KV") == (view.kv_id, "KV Namespace")
+    assert rows.pop("JOBS") == (view.jobs_queue, "Queue")
+    assert rows == {name: (json.dumps(value), "Environment Variable") for name, value in view.vars.items()}
+
+
+def test_runtime_settings_of_the_upload(dry_run: DryRun) -> None:
+    metadata = dry_run.metadata
+    assert metadata["compatibility_date"] == "2026-11-17"
+    assert metadata["compatibility_flags"] == ["python_workers"]
+    if dry_run.worker == "consumer":
+        assert metadata["limits"] == {"cpu_ms": 300_000}
+    else:
+        assert "limits" not in metadata
+
+
+TYPES: dict[str, type | tuple[type, ...]] = {
+    "object": dict,
+    "array": list,
+    "string": str,
+    "boolean": bool,
+    "number": (int, float),
+}
+
+
+def schema_problems(value: Any, schema: dict[str, Any], definitions: dict[str, Any], path: str) -> list[str]:
+    """Keys and types of `value` that the JSON schema does not allow (the subset wrangler's schema uses)."""
+    if "$ref" in schema:
+        schema = definitions[schema["$ref"].rsplit("/", 1)[-1]]
+    if "anyOf" in schema:
+        options = [schema_problems(value, option, definitions, path) for option in schema["anyOf"]]
+        return [] if any(not found for found in options) else options[0]
+    kind = schema.get("type")
+    allowed = [kind] if isinstance(kind, str) else kind or []
+    if allowed and not any(isinstance(value, TYPES[t]) for t in allowed if t in TYPES):
+        return [f"{path}: {type(value).__name__} where the schema wants {kind}"]
+    return member_problems(value, schema, definitions, path)
+
+
+def member_problems(value: Any, schema: dict[str, Any], definitions: dict[str, Any], path: str) -> list[str]:
+    problems: list[str] = []
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties", True)
+        for key, item in value.items():
+            if key in properties:
+                problems += schema_problems(item, properties[key], definitions, f"{path}.{key}")
+            elif extra is False:
+                problems.append(f"{path}.{key}: not in wrangler's schema")
+            elif isinstance(extra, dict):
+                problems += schema_problems(item, extra, definitions, f"{path}.{key}")
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            problems += schema_problems(item, schema["items"], definitions, f"{path}[{index}]")
+    return problems
+
+
+@pytest.mark.parametrize("name", sorted(CONFIG.values()))
+def test_every_config_key_is_in_wranglers_schema(name: str) -> None:
+    require_wrangler()
+    schema = json.loads(SCHEMA.read_text())
+    config = configs.load(ROOT / name)
+    assert schema_problems(config, {"$ref": schema["$ref"]}, schema["definitions"], name) == []
+    # and the walker does catch a stray key
+    config["queues"]["producers"][0]["max_batch"] = 1
+    assert schema_problems(config, {"$ref": schema["$ref"]}, schema["definitions"], name) != []
+
+
+def test_whoami_without_credentials_is_not_logged_in(tmp_path: Path) -> None:
+    require_wrangler()
+    wrangler = Wrangler(("npx", "--no-install", "wrangler"), cwd=ROOT, environ=offline_env(tmp_path), timeout_s=60)
+    with pytest.raises(NotLoggedIn):
+        wrangler.whoami()
+
+
+def test_setup_without_credentials_says_how_to_log_in(tmp_path: Path) -> None:
+    require_wrangler()
+    done = subprocess.run(
+        [sys.executable, "-m", "scrapeq", "cloudflare", "--root", str(ROOT), "setup", "--env", "staging"],
+        cwd=ROOT,
+        env=offline_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.strip() == f"scrapeq: error: {NOT_LOGGED_IN}"
