@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 #: Completed-but-uncommitted pages allowed behind a slow page, as a multiple of the concurrency.
 WINDOW_FACTOR = 4
 
+PageHook = Callable[[int, Page, Progress], Awaitable[None]]
+"""Called after a page is stored, with its sequence number and the progress so far (for page events)."""
+
 
 @dataclass(frozen=True)
 class SliceResult:
@@ -50,6 +53,7 @@ class CrawlSlice:
         settings: Settings,
         clock: Clock,
         cancel_requested: Callable[[], Awaitable[bool]],
+        on_page: PageHook | None = None,
     ) -> None:
         self.task = task
         self.request = task.request
@@ -59,6 +63,7 @@ class CrawlSlice:
         self.settings = settings
         self.clock = clock
         self.cancel_requested = cancel_requested
+        self.on_page = on_page
         self.frontier = deque(state.frontier)
         self.seen = set(state.seen)
         self.next_seq = state.next_seq
@@ -138,7 +143,7 @@ class CrawlSlice:
         assert visit.page is not None
         if visit.outcome is Outcome.FAILED:
             self.progress.pages_failed += 1
-            await self.store.put_page(self.task.tenant_id, self.task.task_id, seq, visit.page)
+            await self._store(seq, visit.page)
             return
         final = visit.page.final_url
         if final and final != entry.url:
@@ -147,9 +152,14 @@ class CrawlSlice:
                 self.progress.pages_skipped += 1
                 return
             self.seen.add(final_key)
-        await self.store.put_page(self.task.tenant_id, self.task.task_id, seq, visit.page)
         self.progress.pages_done += 1
+        await self._store(seq, visit.page)
         self._discover(visit.links, entry.depth + 1)
+
+    async def _store(self, seq: int, page: Page) -> None:
+        await self.store.put_page(self.task.tenant_id, self.task.task_id, seq, page)
+        if self.on_page is not None:
+            await self.on_page(seq, page, self.progress.model_copy())
 
     def _discover(self, links: list[str], depth: int) -> None:
         for link in links:

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from producer import problems
+from producer import hooks, problems
 from producer.limits import BodyLimitMiddleware, TokenBucketLimiter
 from producer.routes import router
 from shared.backends import Backends, open_backends
@@ -47,4 +47,5 @@ def create_app(settings: Settings | None = None, *, backends: Backends[JobQueue]
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     problems.install(app)
     app.include_router(router)
+    app.include_router(hooks.router)
     return app

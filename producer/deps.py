@@ -10,6 +10,7 @@ from fastapi import Depends, Request, Response
 from producer.limits import TokenBucketLimiter
 from shared.backends import Backends
 from shared.errors import RateLimited, Unauthorized
+from shared.events import EventLog
 from shared.ports import JobQueue
 from shared.settings import Settings
 from shared.taskstore import TaskStore
@@ -75,3 +76,12 @@ async def authenticate(request: Request, response: Response, accounts: AccountsD
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
+
+
+def get_events(
+    backends: Annotated[Backends[JobQueue], Depends(get_backends)], settings: Annotated[Settings, Depends(get_settings)]
+) -> EventLog:
+    return EventLog(backends.kv, backends.jobs, retention_s=settings.event_retention_s)
+
+
+EventsDep = Annotated[EventLog, Depends(get_events)]

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
 
 from producer import submit as submission
-from producer.deps import BackendsDep, Principal, PrincipalDep, SettingsDep, TasksDep
+from producer.deps import BackendsDep, EventsDep, Principal, PrincipalDep, SettingsDep, TasksDep
 from shared.errors import Forbidden, NotFound, ServiceUnavailable, StorageError
+from shared.events import EventLog
 from shared.guard import AddressPolicy
 from shared.models import (
     KB_ID_PATTERN,
@@ -29,7 +30,7 @@ from shared.taskstore import TaskStore
 router = APIRouter()
 
 _TASK_ID = re.compile(r"^[0-9a-f]{32}$")
-_PROBLEM: dict[int | str, dict[str, Any]] = {
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": text, "content": {"application/problem+json": {}}}
     for status, text in {
         401: "Missing, unknown or revoked API key",
@@ -46,16 +47,19 @@ PageLimit = Annotated[int, Query(ge=1, le=1000)]
 CursorQuery = Annotated[str | None, Query(max_length=4096)]
 
 
-async def _load_task(tasks: TaskStore, principal: Principal, task_id: str) -> Task:
+async def load_task(tasks: TaskStore, principal: Principal, task_id: str) -> Task:
     task = await tasks.get(principal.tenant_id, task_id) if _TASK_ID.match(task_id) else None
     if task is None or not principal.key.may_use(principal.tenant, task.request.knowledge_base_id):
         raise NotFound(f"no task {task_id!r}")
     return task
 
 
-async def _public(tasks: TaskStore, task: Task) -> TaskPublic:
+async def _public(tasks: TaskStore, task: Task, events: EventLog) -> TaskPublic:
     cancel = task.status not in TERMINAL and await tasks.cancel_requested(task.tenant_id, task.task_id)
-    return task.public(cancel_requested=cancel)
+    deliveries = None
+    if task.request.webhook is not None:
+        deliveries = await events.task_deliveries(task.tenant_id, task.task_id)
+    return task.public(cancel_requested=cancel, deliveries=deliveries)
 
 
 @router.get("/health", tags=["service"])
@@ -68,7 +72,7 @@ async def health(backends: BackendsDep) -> dict[str, Any]:
     return {"status": "ok", "backend": backends.name}
 
 
-@router.post("/scrape", status_code=202, response_model=TaskAccepted, tags=["tasks"], responses=_PROBLEM)
+@router.post("/scrape", status_code=202, response_model=TaskAccepted, tags=["tasks"], responses=PROBLEM_RESPONSES)
 async def scrape(
     body: ScrapeRequest,
     principal: PrincipalDep,
@@ -100,13 +104,13 @@ async def scrape(
     return JSONResponse(accepted.model_dump(mode="json"), status_code=202 if created else 200, headers=headers)
 
 
-@router.get("/tasks/{task_id}", response_model=TaskPublic, tags=["tasks"], responses=_PROBLEM)
-async def get_task(task_id: TaskIdPath, principal: PrincipalDep, tasks: TasksDep) -> TaskPublic:
-    """Status and progress of one task."""
-    return await _public(tasks, await _load_task(tasks, principal, task_id))
+@router.get("/tasks/{task_id}", response_model=TaskPublic, tags=["tasks"], responses=PROBLEM_RESPONSES)
+async def get_task(task_id: TaskIdPath, principal: PrincipalDep, tasks: TasksDep, events: EventsDep) -> TaskPublic:
+    """Status and progress of one task, and the delivery of its webhook."""
+    return await _public(tasks, await load_task(tasks, principal, task_id), events)
 
 
-@router.get("/tasks/{task_id}/pages", response_model=PageList, tags=["tasks"], responses=_PROBLEM)
+@router.get("/tasks/{task_id}/pages", response_model=PageList, tags=["tasks"], responses=PROBLEM_RESPONSES)
 async def get_pages(
     task_id: TaskIdPath,
     principal: PrincipalDep,
@@ -115,17 +119,18 @@ async def get_pages(
     limit: PageLimit = 50,
 ) -> Response:
     """The task's pages in crawl order, `limit` at a time (and at most about 10 MB per response)."""
-    task = await _load_task(tasks, principal, task_id)
+    task = await load_task(tasks, principal, task_id)
     pages, next_cursor = await tasks.list_pages_json(task.tenant_id, task.task_id, cursor=cursor, limit=limit)
     # Stored records are already the public JSON shape: splice them instead of parsing and re-serialising.
     body = '{"pages":[' + ",".join(pages) + '],"next_cursor":' + json.dumps(next_cursor) + "}"
     return Response(body, media_type="application/json")
 
 
-@router.get("/tasks", response_model=TaskList, tags=["tasks"], responses=_PROBLEM)
+@router.get("/tasks", response_model=TaskList, tags=["tasks"], responses=PROBLEM_RESPONSES)
 async def list_tasks(
     principal: PrincipalDep,
     tasks: TasksDep,
+    events: EventsDep,
     knowledge_base_id: Annotated[str | None, Query(pattern=KB_ID_PATTERN)] = None,
     status: TaskStatus | None = None,
     cursor: CursorQuery = None,
@@ -138,13 +143,13 @@ async def list_tasks(
         principal.tenant_id, knowledge_base_id=knowledge_base_id, status=status, cursor=cursor, limit=limit
     )
     visible = [t for t in found if principal.key.may_use(principal.tenant, t.request.knowledge_base_id)]
-    return TaskList(tasks=[await _public(tasks, t) for t in visible], next_cursor=next_cursor)
+    return TaskList(tasks=[await _public(tasks, t, events) for t in visible], next_cursor=next_cursor)
 
 
-@router.delete("/tasks/{task_id}", response_model=TaskPublic, tags=["tasks"], responses=_PROBLEM)
+@router.delete("/tasks/{task_id}", response_model=TaskPublic, tags=["tasks"], responses=PROBLEM_RESPONSES)
 async def cancel_task(task_id: TaskIdPath, principal: PrincipalDep, tasks: TasksDep) -> JSONResponse:
     """Cancel a task (idempotent): 202 while the crawl stops at its next page boundary, 200 once it has ended."""
-    task = await _load_task(tasks, principal, task_id)
+    task = await load_task(tasks, principal, task_id)
     if task.status in TERMINAL:
         return JSONResponse(task.public().model_dump(mode="json"), status_code=200)
     await tasks.request_cancel(task.tenant_id, task.task_id)

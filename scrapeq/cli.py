@@ -67,6 +67,10 @@ def add_account_commands(sub: Subcommands, *, flags: Callable[[argparse.Argument
     create.add_argument("--allowed-domain", action="append", help="restrict crawls to this domain (repeatable)")
     _leaf(flags, create)
     _leaf(flags, tenant.add_parser("list", help="list tenants"))
+    rotate = tenant.add_parser("rotate-secret", help="new webhook secret; deliveries carry both during the overlap")
+    rotate.add_argument("--tenant", required=True)
+    rotate.add_argument("--overlap-s", type=float, default=24 * 3600, help="seconds the old secret keeps signing")
+    _leaf(flags, rotate)
 
     key_cmd = sub.add_parser("key", help="API keys")
     key_cmd.set_defaults(subject="key")
@@ -130,6 +134,11 @@ async def _tenant(args: argparse.Namespace, accounts: Accounts) -> None:
             {"tenants": rows},
             "\n".join(f"{r['tenant_id']}  {r['name']}  {r['knowledge_bases']}" for r in rows),
         )
+        return
+    if args.action == "rotate-secret":
+        tenant, secret = await accounts.rotate_webhook_secret(args.tenant, overlap_s=args.overlap_s)
+        data = {"tenant_id": tenant.tenant_id, "webhook_secret": secret, "overlap_s": args.overlap_s}
+        _emit(args, data, f"webhook_secret: {secret}\n(the previous secret keeps signing for {args.overlap_s:g} s)")
         return
     tenant = await accounts.create_tenant(args.name, args.kb, allowed_domains=args.allowed_domain)
     secret = tenant.webhook_secrets[0].secret

@@ -103,3 +103,20 @@ def idempotency(tenant_id: str, idempotency_key: str) -> str:
     # Hashed: the client's key is arbitrary text up to 255 characters, KV keys are at most 512 bytes.
     digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
     return f"tenant:{tenant_id}:idem:{digest}"
+
+
+def event(tenant_id: str, event_id: str) -> str:
+    return f"tenant:{tenant_id}:event:{event_id}"
+
+
+def events_prefix(tenant_id: str) -> str:
+    """The tenant's event feed: `{emitted ns}:{event id}` under it, in the order events happened."""
+    return f"tenant:{tenant_id}:events:"
+
+
+def task_events_prefix(tenant_id: str, task_id: str) -> str:
+    return f"tenant:{tenant_id}:task:{task_id}:events:"
+
+
+def delivery(tenant_id: str, event_id: str) -> str:
+    return f"tenant:{tenant_id}:delivery:{event_id}"

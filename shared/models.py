@@ -108,6 +108,34 @@ class ScrapeRequest(BaseModel):
         return list(dict.fromkeys(formats))
 
 
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class Delivery(BaseModel):
+    """Where the webhook delivery of one event stands (stored under `tenant:{id}:delivery:{event_id}`)."""
+
+    event_id: str
+    type: str
+    url: str
+    status: DeliveryStatus = DeliveryStatus.PENDING
+    attempts: int = 0
+    last_status: int | None = None
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+
+class WebhookState(BaseModel):
+    """A task's webhook subscription and the delivery of its lifecycle events (out)."""
+
+    url: str
+    events: list[EventType]
+    deliveries: list[Delivery]
+
+
 class TaskError(BaseModel):
     code: str
     message: str
@@ -134,8 +162,11 @@ class Task(BaseModel):
     #: Slices run so far (a long crawl continues in follow-up messages).
     slices: int = 0
 
-    def public(self, *, cancel_requested: bool = False) -> TaskPublic:
+    def public(self, *, cancel_requested: bool = False, deliveries: list[Delivery] | None = None) -> TaskPublic:
         req = self.request
+        webhook = None
+        if req.webhook is not None and deliveries is not None:
+            webhook = WebhookState(url=req.webhook.url, events=req.webhook.events, deliveries=deliveries)
         return TaskPublic(
             task_id=self.task_id,
             status=self.status,
@@ -148,8 +179,10 @@ class Task(BaseModel):
             finished_at=self.finished_at,
             error=self.error,
             cancel_requested=cancel_requested and self.status not in TERMINAL,
+            webhook=webhook,
             status_url=f"/tasks/{self.task_id}",
             pages_url=f"/tasks/{self.task_id}/pages",
+            events_url=f"/tasks/{self.task_id}/events",
         )
 
 
@@ -167,8 +200,11 @@ class TaskPublic(BaseModel):
     finished_at: datetime | None
     error: TaskError | None
     cancel_requested: bool = False
+    #: Present when the task subscribed a webhook and the view includes its deliveries.
+    webhook: WebhookState | None = None
     status_url: str
     pages_url: str
+    events_url: str
 
 
 class TaskAccepted(BaseModel):

@@ -63,8 +63,14 @@ class Settings(BaseSettings):
     #: Slices (messages) one worker process runs at once.
     worker_concurrency: int = Field(default=4, ge=1, le=64)
 
-    # --- webhooks
+    # --- webhooks and events
+    #: First retry delay; later ones grow 4× each (jittered), capped at 12 h.
     webhook_backoff_s: float = Field(default=30.0, ge=0)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    #: One attempt's deadline, connection and answer included.
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=10)
+    #: How long events and delivery records are kept (the event feed's reach).
+    event_retention_s: float = Field(default=30 * 24 * 3600, ge=60)
 
     # --- API
     max_request_body_bytes: int = Field(default=64 * 1024, gt=0)

@@ -69,11 +69,13 @@ async def paginate(
     limit: int,
     size: Callable[[T], int] | None = None,
     max_bytes: int = MAX_PAGES_RESPONSE_BYTES,
+    after_key: str | None = None,
 ) -> tuple[list[T], str | None]:
-    """Up to `limit` loaded items under `prefix` after `cursor`; `load` returns None to skip a key."""
+    """Up to `limit` loaded items under `prefix` after `cursor` (or after the key `after_key`, found by
+    scanning from the start); `load` returns None to skip a key."""
     position = Cursor.decode(cursor)
     kv_cursor = position.kv_cursor if position else None
-    after = position.last_key if position else ""
+    after = position.last_key if position else (after_key or "")
     items: list[T] = []
     total = 0
     while True:

@@ -42,6 +42,11 @@ class Tenant(BaseModel):
     allowed_domains: list[str] | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
+    def signing_secrets(self, now: datetime) -> list[str]:
+        """The secrets deliveries are signed with now: the newest first, then any still in their overlap."""
+        active = [s for s in self.webhook_secrets if s.expires_at is None or s.expires_at > now]
+        return [s.secret for s in sorted(active, key=lambda s: s.created_at, reverse=True)]
+
 
 class ApiKey(BaseModel):
     """An API key as stored: never the key itself, only its hash and a displayable prefix."""
@@ -146,6 +151,21 @@ class Accounts:
             if tenant := await self.get_tenant(info.name.removeprefix(keys.TENANT_INDEX_PREFIX)):
                 found.append(tenant)
         return found
+
+    async def rotate_webhook_secret(self, tenant_id: str, *, overlap_s: float) -> tuple[Tenant, str]:
+        """A new signing secret; the current ones keep signing too for `overlap_s` seconds, then stop."""
+        tenant = await self.require_tenant(tenant_id)
+        now = utcnow()
+        until = now + timedelta(seconds=overlap_s)
+        for old in tenant.webhook_secrets:
+            if old.expires_at is None or old.expires_at > until:
+                old.expires_at = until
+        secret = new_webhook_secret()
+        tenant.webhook_secrets = [s for s in tenant.webhook_secrets if s.expires_at is None or s.expires_at > now]
+        tenant.webhook_secrets.append(WebhookSecret(secret=secret, created_at=now))
+        await self.kv.put(keys.tenant(tenant_id), tenant.model_dump_json())
+        await self.audit(tenant_id, "webhook_secret.rotated", detail={"overlap_s": overlap_s})
+        return tenant, secret
 
     async def create_key(
         self, tenant_id: str, knowledge_bases: list[str] | None = None, *, expires_at: datetime | None = None

@@ -32,6 +32,9 @@ def test_tenant_and_key_commands_print_one_json_object(cli: Cli) -> None:
     revoked = cli.json("key", "revoke", "--tenant", str(tenant["tenant_id"]), str(rotated["key_id"]))
     assert revoked["revoked_at"] is not None
     assert [t["name"] for t in cli.json("tenant", "list")["tenants"]] == ["acme"]  # type: ignore[index]
+    secret = cli.json("tenant", "rotate-secret", "--tenant", str(tenant["tenant_id"]), "--overlap-s", "600")
+    assert str(secret["webhook_secret"]).startswith("whsec_")
+    assert secret["webhook_secret"] != tenant["webhook_secret"]
 
 
 def test_errors_go_to_stderr_with_a_nonzero_exit(cli: Cli) -> None:

@@ -1,0 +1,118 @@
+"""Event feeds and webhooks: `GET /events`, `GET /tasks/{id}/events`, redelivery, test events, delivery state.
+
+The feeds serve the very events the webhooks carry, with the same ids (`webhook-id`), so a client that missed
+deliveries catches up by polling `?after=<last id it has>`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, field_validator
+
+from producer.deps import EventsDep, PrincipalDep, SettingsDep, TasksDep
+from producer.routes import PROBLEM_RESPONSES, TaskIdPath, load_task
+from shared import urls
+from shared.errors import BlockedAddress, InvalidInput, NotFound, UrlNotAllowed
+from shared.events import LIFECYCLE_KINDS, task_event_id
+from shared.guard import AddressPolicy, check_host
+from shared.models import Delivery, DeliveryStatus
+
+router = APIRouter(tags=["events and webhooks"], responses=PROBLEM_RESPONSES)
+
+AfterQuery = Annotated[str | None, Query(max_length=100, description="the id of the last event you have")]
+FeedLimit = Annotated[int, Query(ge=1, le=1000)]
+
+
+class EventList(BaseModel):
+    events: list[dict[str, Any]]
+    #: Pass as `after` for the next page; null when there is nothing more right now.
+    next_after: str | None
+
+
+class TestRequest(BaseModel):
+    url: str
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return urls.validate_submitted_url(value)
+
+
+@router.get("/events", response_model=EventList)
+async def tenant_events(
+    principal: PrincipalDep, events: EventsDep, after: AfterQuery = None, limit: FeedLimit = 100
+) -> EventList:
+    """Every event of the tenant's tasks, oldest first."""
+    found, next_after = await events.feed(principal.tenant_id, task_id=None, after=after, limit=limit)
+    return EventList(events=found, next_after=next_after)
+
+
+@router.get("/tasks/{task_id}/events", response_model=EventList)
+async def task_events(
+    task_id: TaskIdPath,
+    principal: PrincipalDep,
+    tasks: TasksDep,
+    events: EventsDep,
+    after: AfterQuery = None,
+    limit: FeedLimit = 100,
+) -> EventList:
+    """The task's events, oldest first."""
+    task = await load_task(tasks, principal, task_id)
+    found, next_after = await events.feed(principal.tenant_id, task_id=task.task_id, after=after, limit=limit)
+    return EventList(events=found, next_after=next_after)
+
+
+@router.post("/tasks/{task_id}/webhook/redeliver", status_code=202)
+async def redeliver(
+    task_id: TaskIdPath,
+    principal: PrincipalDep,
+    tasks: TasksDep,
+    events: EventsDep,
+    event_id: Annotated[str | None, Query(max_length=100)] = None,
+) -> dict[str, list[str]]:
+    """Send the task's events again: the one named, or every lifecycle event whose delivery failed."""
+    task = await load_task(tasks, principal, task_id)
+    webhook = task.request.webhook
+    if webhook is None:
+        raise InvalidInput("this task has no webhook")
+    wanted = [event_id] if event_id else [task_event_id(task.task_id, kind) for kind in LIFECYCLE_KINDS]
+    queued = []
+    for wanted_id in wanted:
+        event = await events.get(principal.tenant_id, wanted_id)
+        if event is None or event.task_id != task.task_id:
+            if event_id:
+                raise NotFound(f"no event {event_id!r} for this task")
+            continue
+        delivery = await events.delivery(principal.tenant_id, wanted_id)
+        if event_id or (delivery is not None and delivery.status is DeliveryStatus.FAILED):
+            await events.queue_delivery(event, webhook.url, again=True)
+            queued.append(wanted_id)
+    return {"redelivered": queued}
+
+
+@router.post("/webhooks/test", status_code=202)
+async def send_test(
+    body: TestRequest, principal: PrincipalDep, events: EventsDep, settings: SettingsDep
+) -> JSONResponse:
+    """Send a signed `webhook.test` event to `url`; follow its delivery at `delivery_url`."""
+    try:
+        check_host(urls.host_of(body.url), AddressPolicy(settings.allow_private_networks))
+    except BlockedAddress as exc:
+        raise UrlNotAllowed(str(exc)) from None
+    event = await events.record_test(principal.tenant_id, body.url)
+    delivery_url = f"/webhooks/deliveries/{event.id}"
+    return JSONResponse({"event_id": event.id, "delivery_url": delivery_url}, status_code=202)
+
+
+@router.get("/webhooks/deliveries/{event_id}", response_model=Delivery)
+async def delivery_state(
+    event_id: Annotated[str, Path(max_length=100)], principal: PrincipalDep, events: EventsDep
+) -> Delivery:
+    """Attempts, last status, next attempt and delivery time of one event's webhook."""
+    delivery = await events.delivery(principal.tenant_id, event_id)
+    if delivery is None:
+        raise NotFound(f"no delivery {event_id!r}")
+    return delivery
