@@ -1,12 +1,11 @@
 """Page extraction: one HTML page → metadata, markdown, plain text, links and a content hash.
 
-Pure and stdlib-only (it also runs on Pyodide), in a single html.parser pass (`consumer.tags`).
+Pure and stdlib-only (it also runs on Pyodide), in a single pass over `consumer.tokenizer`'s events (`consumer.tags`).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 
 from consumer.blocks import ARTICLE, BOILERPLATE, MAIN
@@ -16,8 +15,6 @@ from consumer.tags import PageParser
 __all__ = ["Extracted", "decode_body", "extract", "normalize_language"]
 
 Ranges = list[tuple[int, int]]
-
-_LONE_LT = re.compile(r"<(?![A-Za-z/!?])")  # a "<" that opens no tag is text, in browsers as here
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +39,10 @@ def extract(
     max_links: int = 2000,
 ) -> Extracted:
     """Extract one page. Never raises on any `html`: a hostile page yields a poor result, not an error."""
-    if "\x00" in html:  # browsers drop NUL from text; html.parser would pass it through
+    if "\x00" in html:  # browsers drop NUL from text
         html = html.replace("\x00", "")
     if "\r" in html:  # newline normalisation, as the HTML tokenizer does before anything else
         html = html.replace("\r\n", "\n").replace("\r", "\n")
-    if html.count("<") * 8 > len(html):  # "<<<<...": html.parser would make one call per "<"
-        html = _LONE_LT.sub("&lt;", html)
     parser = PageParser(base_url, want_md=want_markdown, max_links=max_links)
     parser.run(html)
     ranges = _content_ranges(parser) if only_main_content else [(0, len(parser.md_blocks))]

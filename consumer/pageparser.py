@@ -1,18 +1,18 @@
-"""The html.parser event loop behind `extract`: a bounded open-element stack (no recursion), skipped
-subtrees, and head/title/pre modes. The per-tag handlers are in `consumer.tags`.
+"""The event loop behind `extract`: a bounded open-element stack (no recursion), skipped subtrees, and
+head/title/pre modes, over the events of `consumer.tokenizer`. The per-tag handlers are in `consumer.tags`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from html.parser import HTMLParser
 from typing import Any, ClassVar
 
 from consumer.blocks import PARA
 from consumer.links import LinkCollector
 from consumer.markdown import code_block, escape_inline
 from consumer.tables import TableWriter
+from consumer.tokenizer import Tokenizer
 
 MAX_DEPTH = 512
 NORMAL, HEAD, TITLE, PRE, SKIP = 0, 1, 2, 3, 4  # where text goes: content, nowhere, title, a <pre>, nowhere
@@ -30,7 +30,7 @@ VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "l
 _NO_PUSH = VOID | SKIPPED | {"html", "head", "body", "title"}  # handlers that never push
 
 
-class ParserCore(TableWriter, HTMLParser):
+class ParserCore(TableWriter, Tokenizer):
     """Feed it one page with `run`; read the writer's blocks and the metadata attributes afterwards."""
 
     __slots__ = (
@@ -52,7 +52,6 @@ class ParserCore(TableWriter, HTMLParser):
     handlers: ClassVar[Mapping[str, Callable[[Any, str, Attrs], None]]] = {}
 
     def __init__(self, base_url: str, *, want_md: bool, max_links: int) -> None:
-        HTMLParser.__init__(self, convert_charrefs=True)
         self.init_writer(want_md)
         self.links = LinkCollector(base_url, max_links)
         self.stack: list[str] = []
@@ -69,13 +68,7 @@ class ParserCore(TableWriter, HTMLParser):
         self.title_parts: list[str] | None = None
 
     def run(self, html: str) -> None:
-        self.feed(html)
-        # The whole page was fed, so what html.parser left over starts with a tag, comment or declaration
-        # that never ends: a browser drops it. Letting close() retry it would rescan the rest of the page
-        # once per leftover construct (quadratic on pages like "<a<a<a...").
-        if self.rawdata.startswith("<") and self.cdata_elem is None:
-            self.rawdata = ""
-        self.close()
+        self.tokenize(html)
         if self.mode == SKIP:
             self.mode = self.skip_prev
         if self.mode == TITLE:
@@ -141,20 +134,6 @@ class ParserCore(TableWriter, HTMLParser):
                 self.md.append(escape_inline(s))
         self.has_text = True
         self.space = data[-1] in " \t\n\r\f"
-
-    # ---- html.parser internals ------------------------------------------------------------------
-    def updatepos(self, i: int, j: int) -> int:
-        return j  # line/column bookkeeping costs ~10% of the parse and nothing here reads getpos()
-
-    def parse_marked_section(self, i: int, report: bool = True) -> int:
-        try:
-            end = super().parse_marked_section(i, report)
-        except AssertionError:  # html.parser gives up on "<![foo"
-            end = -1
-        if end < 0:  # a browser reads it as a bogus comment up to the next ">"
-            close = self.rawdata.find(">", i + 3)
-            end = len(self.rawdata) if close < 0 else close + 1
-        return end
 
     # ---- stack ----------------------------------------------------------------------------------
     def pop_to(self, tag: str) -> None:
