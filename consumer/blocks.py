@@ -16,11 +16,17 @@ ITEM, BLOCK, PARA = 1, 2, 3  # separator strength: newline / blank line in markd
 MAIN, ARTICLE, BOILERPLATE = 0, 1, 2
 BREAK = "\n"  # stands for <br> in the inline buffers; real whitespace there is always collapsed
 
-# Small records are plain lists indexed by these constants: they are made hundreds of times per page.
+# Small records are plain lists and tuples indexed by these constants: they are made hundreds of times per page.
 # An open inline element (strong, em, del, code, link): [delimiter, closing, index in md or -1 unwritten]
 F_OPEN, F_CLOSE, F_AT = 0, 1, 2
-# A list item or blockquote: [first-line prefix, later-line prefix, has written a block]
-C_FIRST, C_REST, C_USED = 0, 1, 2
+# A list item or blockquote: (its first-line prefix, the later-line prefix of it and all outer containers,
+# its first-line prefix after the later-line ones of the outer containers, a blank line inside it).
+# Only the first block in a container gets its first-line prefix, and blocks are written in order, so the
+# containers that have written a block are always the outermost `used` ones.
+C_FIRST, C_PREFIX, C_OPENING, C_BLANK = 0, 1, 2, 3
+# Written blocks are one flat list, four items a block: markdown, the separator before it in markdown, text,
+# the separator before it in text (so each column is a slice: blocks[B_MD::4]).
+B_MD, B_MD_SEP, B_TX, B_TX_SEP = 0, 1, 2, 3
 # An open ul/ol: [ordered, next number, items seen, items open, added an indent]
 L_ORDERED, L_NUMBER, L_ITEMS, L_OPEN, L_INDENTED = 0, 1, 2, 3, 4
 
@@ -31,6 +37,7 @@ class BlockWriter:
     # Slots, not a __dict__: attribute access is measurably faster, and this state is read per event.
     __slots__ = (
         "articles",
+        "blocks",
         "broken",
         "code",
         "containers",
@@ -42,16 +49,13 @@ class BlockWriter:
         "lists",
         "marks",
         "md",
-        "md_blocks",
-        "md_seps",
         "next_sep",
         "ranges",
         "space",
         "tables",
         "tx",
-        "tx_blocks",
-        "tx_seps",
         "unopened",
+        "used",
         "want_md",
     )
 
@@ -68,13 +72,11 @@ class BlockWriter:
         self.heading = ""
         self.next_sep = 0
         self.item_start = False  # a list item opened and has not written its first block yet
-        self.containers: list[list[Any]] = []
+        self.containers: list[tuple[str, str, str, str]] = []
+        self.used = 0  # containers[:used] have written a block
         self.lists: list[list[Any]] = []
         self.tables: list[Table] = []
-        self.md_blocks: list[str] = []
-        self.md_seps: list[str] = []
-        self.tx_blocks: list[str] = []
-        self.tx_seps: list[str] = []
+        self.blocks: list[str] = []
         self.ranges: tuple[list[list[int]], ...] = ([], [], [])
         self.depths = [0, 0, 0]
         self.articles = 0
@@ -92,10 +94,12 @@ class BlockWriter:
         frame = self.frames.pop()
         if frame[F_OPEN] == "`":
             self.code -= 1
-        if frame[F_AT] >= 0:
-            self._close(frame)
-        if self.unopened > len(self.frames):
-            self.unopened = len(self.frames)
+        if frame[F_AT] >= 0:  # written, so it is the last of frames[:unopened]
+            self.unopened -= 1
+            if frame[F_CLOSE] == "`":
+                self._close(frame)
+            else:
+                self.md.append(frame[F_CLOSE])
 
     def close_written(self) -> None:
         """Close every written delimiter (end of block or line); they reopen before the next word."""
@@ -137,10 +141,17 @@ class BlockWriter:
         self.broken = True
 
     # ---- blocks ---------------------------------------------------------------------------------
+    # A list item's first block stays on the marker line, whatever wraps it: while item_start is set,
+    # next_sep is ITEM or more and stays as it is (every writer of the pair keeps it so).
     def boundary(self, kind: int) -> None:
-        if self.item_start:
-            kind = ITEM  # a list item's first block stays on the marker line, whatever wraps it
-        if kind > self.next_sep:
+        if kind > self.next_sep and not self.item_start:
+            self.next_sep = kind
+
+    def end_block_as(self, kind: int) -> None:
+        """End the inline run (if any) with a separator at least as strong as `kind` after it."""
+        if self.md or self.tx:
+            self.flush()
+        if kind > self.next_sep and not self.item_start:
             self.next_sep = kind
 
     def flush(self) -> None:
@@ -153,15 +164,19 @@ class BlockWriter:
         md.clear()
         tx.clear()
         self.has_text = self.space = False
-        if self.broken:
-            self.broken = False
-            m, t = split_lines(m, t)
-        elif self.heading:
-            m = self.heading + (m[:-1] + "\\#" if m.endswith("#") else m) if m else ""
-        elif m and m[0] in LINE_START_CHARS:
-            m = escape_line_start(m)
+        if self.broken or self.heading or (m and m[0] in LINE_START_CHARS):
+            m, t = self._finish(m, t)
         if m or t:
             self.emit_block(m, t)
+
+    def _finish(self, m: str, t: str) -> tuple[str, str]:
+        """A block with line breaks, a heading, or a start that would read as markdown syntax."""
+        if self.broken:
+            self.broken = False
+            return split_lines(m, t)
+        if self.heading:
+            return (self.heading + (m[:-1] + "\\#" if m.endswith("#") else m) if m else ""), t
+        return escape_line_start(m), t
 
     def emit_block(self, m: str, t: str) -> None:
         if self.tables:  # kept in case the table is rewritten as GFM (see consumer.tables)
@@ -174,29 +189,40 @@ class BlockWriter:
             m, sep = self._prefixed(m, kind)
         else:
             sep = "\n" if kind == ITEM else "\n\n"
-        self.md_blocks.append(m)
-        self.md_seps.append(sep)
-        self.tx_blocks.append(t)
-        self.tx_seps.append("\n\n" if kind == PARA else "\n")
+        self.blocks += (m, sep, t, "\n\n" if kind == PARA else "\n")
         self.next_sep = 0
         self.item_start = False
 
     def _prefixed(self, m: str, kind: int) -> tuple[str, str]:
-        containers = self.containers
-        sep = "\n"
-        if kind != ITEM:  # the blank line keeps the prefixes of the containers it stays inside
-            sep = "\n" + "".join([c[C_REST] for c in containers if c[C_USED]]).rstrip() + "\n"
-        first = "".join([c[C_REST] if c[C_USED] else c[C_FIRST] for c in containers])
-        for c in containers:
-            c[C_USED] = True
+        containers, used = self.containers, self.used
+        # the blank line keeps the prefixes of the containers it stays inside
+        sep = "\n" if kind == ITEM else containers[used - 1][C_BLANK] if used else "\n\n"
+        if used == len(containers):
+            first = containers[-1][C_PREFIX]
+        elif used == len(containers) - 1:  # the first block of an item
+            first = containers[-1][C_OPENING]
+        else:
+            outer = containers[used - 1][C_PREFIX] if used else ""
+            first = outer + "".join([c[C_FIRST] for c in containers[used:]])
+        self.used = len(containers)
         if "\n" not in m:
             return first + m, sep
-        rest = "".join([c[C_REST] for c in containers])
+        rest = containers[-1][C_PREFIX]
         bare = rest.rstrip()
         lines = m.split("\n")
         return "\n".join([first + lines[0]] + [rest + line if line else bare for line in lines[1:]]), sep
 
     # ---- containers -----------------------------------------------------------------------------
+    def push_container(self, first: str, rest: str) -> None:
+        outer = self.containers[-1][C_PREFIX] if self.containers else ""
+        prefix = outer + rest
+        self.containers.append((first, prefix, outer + first, "\n" + prefix.rstrip() + "\n"))
+
+    def pop_container(self) -> None:
+        self.containers.pop()
+        if self.used > len(self.containers):
+            self.used = len(self.containers)
+
     def start_list(self, ordered: bool, number: int) -> None:
         if self.md or self.tx:
             self.flush()
@@ -204,22 +230,22 @@ class BlockWriter:
         self.boundary(ITEM if parent is not None else PARA)
         indented = parent is not None and not parent[L_OPEN]
         if indented:  # <ul> straight inside <ul>: browsers indent it under the previous item
-            self.containers.append(["  ", "  ", False])
+            self.push_container("  ", "  ")
         self.lists.append([ordered, number, 0, 0, indented])
 
     def end_list(self) -> None:
         if self.md or self.tx:
             self.flush()
         if self.lists.pop()[L_INDENTED]:
-            self.containers.pop()
+            self.pop_container()
         self.boundary(BLOCK if self.lists else PARA)
 
     def start_item(self, value: int | None) -> None:
         if self.md or self.tx:
             self.flush()
-        marker = "- "
         if not self.lists:
             self.boundary(PARA)
+            self.push_container("- ", "  ")
         else:
             lst = self.lists[-1]
             if lst[L_ORDERED]:
@@ -227,19 +253,19 @@ class BlockWriter:
                     lst[L_NUMBER] = value
                 marker = f"{lst[L_NUMBER]}. "
                 lst[L_NUMBER] += 1
-            if lst[L_ITEMS]:
+                self.push_container(marker, " " * len(marker))
+            else:
+                self.push_container("- ", "  ")
+            if lst[L_ITEMS] or self.next_sep < ITEM:
                 self.next_sep = ITEM  # items stay tight even after a nested list or paragraph
-            elif self.next_sep < ITEM:
-                self.next_sep = ITEM
             lst[L_ITEMS] += 1
             lst[L_OPEN] += 1
-        self.containers.append([marker, " " * len(marker), False])
         self.item_start = True
 
     def end_item(self) -> None:
         if self.md or self.tx:
             self.flush()
-        self.containers.pop()
+        self.pop_container()
         if self.lists:
             self.lists[-1][L_OPEN] -= 1
         self.item_start = False
@@ -250,12 +276,12 @@ class BlockWriter:
         if self.md or self.tx:
             self.flush()
         self.boundary(PARA)
-        self.containers.append(["> ", "> ", False])
+        self.push_container("> ", "> ")
 
     def end_quote(self) -> None:
         if self.md or self.tx:
             self.flush()
-        self.containers.pop()
+        self.pop_container()
         self.boundary(PARA)
 
     # ---- regions --------------------------------------------------------------------------------
@@ -265,7 +291,7 @@ class BlockWriter:
         self.boundary(BLOCK)
         self.marks += 1
         if not self.depths[kind]:
-            self.ranges[kind].append([len(self.md_blocks), -1])
+            self.ranges[kind].append([len(self.blocks) // 4, -1])
         self.depths[kind] += 1
         if kind == ARTICLE:
             self.articles += 1
@@ -277,7 +303,7 @@ class BlockWriter:
         self.marks += 1
         self.depths[kind] -= 1
         if not self.depths[kind]:
-            self.ranges[kind][-1][1] = len(self.md_blocks)
+            self.ranges[kind][-1][1] = len(self.blocks) // 4
 
     def leave_main(self) -> None:
         self.leave_region(MAIN)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from consumer.blocks import ARTICLE, BOILERPLATE, MAIN
+from consumer.blocks import ARTICLE, B_MD, B_MD_SEP, B_TX, B_TX_SEP, BOILERPLATE, MAIN
 from consumer.decode import decode_body
 from consumer.tags import PageParser
 
@@ -45,8 +45,10 @@ def extract(
         html = html.replace("\r\n", "\n").replace("\r", "\n")
     parser = PageParser(base_url, want_md=want_markdown, max_links=max_links)
     parser.run(html)
-    ranges = _content_ranges(parser) if only_main_content else [(0, len(parser.md_blocks))]
-    text = _join(parser.tx_blocks, parser.tx_seps, ranges)
+    blocks = parser.blocks
+    md_blocks, md_seps, tx_blocks, tx_seps = blocks[B_MD::4], blocks[B_MD_SEP::4], blocks[B_TX::4], blocks[B_TX_SEP::4]
+    ranges = _content_ranges(parser, md_blocks, tx_blocks) if only_main_content else [(0, len(md_blocks))]
+    text = _join(tx_blocks, tx_seps, ranges)
     meta = parser.meta
     title = "".join(parser.title_parts) if parser.title_parts else None
     return Extracted(
@@ -54,7 +56,7 @@ def extract(
         description=_clean(meta.get("description")) or _clean(meta.get("og:description")),
         language=normalize_language(parser.lang) or normalize_language(meta.get("content-language")),
         canonical=parser.links.resolve(parser.canonical_href) if parser.canonical_href else None,
-        markdown=_join(parser.md_blocks, parser.md_seps, ranges) if want_markdown else None,
+        markdown=_join(md_blocks, md_seps, ranges) if want_markdown else None,
         text=text if want_text else None,
         links=parser.links.links,
         content_hash="sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(),
@@ -82,18 +84,18 @@ def normalize_language(value: str | None) -> str | None:
     return "-".join(tag)
 
 
-def _content_ranges(parser: PageParser) -> Ranges:
+def _content_ranges(parser: PageParser, md: list[str], tx: list[str]) -> Ranges:
     """<main> (or role=main), else the only <article>, else the page minus nav/header/footer/aside/form.
 
     A region that turns out empty (an app shell's placeholder <main>) falls through to the next choice.
     """
-    end = len(parser.md_blocks)
+    end = len(md)
     main = [(start, end if stop < 0 else stop) for start, stop in parser.ranges[MAIN]]
-    if main and _has_content(parser, main):
+    if main and _has_content(md, tx, main):
         return main
     if parser.articles == 1:
         article = [(start, end if stop < 0 else stop) for start, stop in parser.ranges[ARTICLE]]
-        if _has_content(parser, article):
+        if _has_content(md, tx, article):
             return article
     kept: Ranges = []
     position = 0
@@ -106,24 +108,35 @@ def _content_ranges(parser: PageParser) -> Ranges:
     return kept
 
 
-def _has_content(parser: PageParser, ranges: Ranges) -> bool:
-    md, tx = parser.md_blocks, parser.tx_blocks
-    return any(md[i] or tx[i] for start, stop in ranges for i in range(start, stop))
+def _has_content(md: list[str], tx: list[str], ranges: Ranges) -> bool:
+    return any(any(md[start:stop]) or any(tx[start:stop]) for start, stop in ranges)
 
 
 def _join(blocks: list[str], seps: list[str], ranges: Ranges) -> str:
-    """Join the blocks in `ranges`; an empty block (an image in the text) passes on its separator."""
+    """Join the blocks in `ranges`; an empty block (an image in the text) passes on its separator.
+
+    Runs of non-empty blocks, the bulk of a page, are interleaved with their separators by slicing.
+    """
     parts: list[str] = []
-    sep = ""
+    sep = ""  # the strongest separator since the last block written
     for start, stop in ranges:
-        for i in range(start, stop):
-            if len(seps[i]) > len(sep):
-                sep = seps[i]
-            if blocks[i]:
+        while start < stop:
+            try:
+                empty = blocks.index("", start, stop)
+            except ValueError:
+                empty = stop
+            if start < empty:
                 if parts:
-                    parts.append(sep)
-                parts.append(blocks[i])
+                    parts.append(seps[start] if len(seps[start]) > len(sep) else sep)
+                parts.append(blocks[start])
+                run = [""] * (2 * (empty - start - 1))
+                run[::2] = seps[start + 1 : empty]
+                run[1::2] = blocks[start + 1 : empty]
+                parts += run
                 sep = ""
+            if empty < stop and len(seps[empty]) > len(sep):
+                sep = seps[empty]
+            start = empty + 1
     return "".join(parts)
 
 

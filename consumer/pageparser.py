@@ -1,23 +1,25 @@
 """The event loop behind `extract`: a bounded open-element stack (no recursion), skipped subtrees, and
-head/title/pre modes, over the events of `consumer.tokenizer`. The per-tag handlers are in `consumer.tags`.
+head/title/pre modes, over the tokens of `consumer.tokenizer`. The per-tag handlers are in `consumer.tags`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from html import unescape
 from typing import Any, ClassVar
 
 from consumer.blocks import PARA
 from consumer.links import LinkCollector
 from consumer.markdown import code_block, escape_inline
 from consumer.tables import TableWriter
-from consumer.tokenizer import Tokenizer
+from consumer.tokenizer import parse_attrs, split_markup
 
 MAX_DEPTH = 512
 NORMAL, HEAD, TITLE, PRE, SKIP = 0, 1, 2, 3, 4  # where text goes: content, nowhere, title, a <pre>, nowhere
 Attrs = list[tuple[str, str | None]]
 
+_WS = " \t\n\r\f"  # HTML's whitespace (not Python's: a no-break space is text)
 _WS_RUN = re.compile(r"[ \t\n\r\f]+")
 _HARD_SKIP = frozenset({"script", "style", "noscript", "template", "iframe", "textarea", "noembed", "noframes"})
 # Browsers end these at an end tag of an enclosing element, so an unclosed one must not eat the page.
@@ -30,7 +32,7 @@ VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "l
 _NO_PUSH = VOID | SKIPPED | {"html", "head", "body", "title"}  # handlers that never push
 
 
-class ParserCore(TableWriter, Tokenizer):
+class ParserCore(TableWriter):
     """Feed it one page with `run`; read the writer's blocks and the metadata attributes afterwards."""
 
     __slots__ = (
@@ -48,8 +50,8 @@ class ParserCore(TableWriter, Tokenizer):
         "title_parts",
         "title_prev",
     )
-    # tag -> handler(parser, tag, attrs); filled in by the subclass that defines the handlers
-    handlers: ClassVar[Mapping[str, Callable[[Any, str, Attrs], None]]] = {}
+    # tag -> handler(parser, tag, raw attribute text); filled in by the subclass that defines the handlers
+    handlers: ClassVar[Mapping[str, Callable[[Any, str, str], None]]] = {}
 
     def __init__(self, base_url: str, *, want_md: bool, max_links: int) -> None:
         self.init_writer(want_md)
@@ -67,8 +69,33 @@ class ParserCore(TableWriter, Tokenizer):
         self.pre_lang = ""
         self.title_parts: list[str] | None = None
 
-    def run(self, html: str) -> None:
-        self.tokenize(html)
+    def run(self, html: str) -> None:  # noqa: C901 - one flat hot loop; splitting it costs a call per token
+        tokens, tail = split_markup(html)
+        stack, actions, handlers = self.stack, self.actions, self.handlers
+        data = self.handle_data if self.want_md else self.handle_text
+        group = iter(tokens)
+        # The hot loop: the usual start tag goes straight to its handler and the usual end tag (closing the
+        # innermost element, outside any special mode) is popped here; everything else takes the general path.
+        # (`<x/>` is `<x>` in HTML except for the skipped elements, whose handlers check for it.)
+        for text, slash, tag, raw in zip(group, group, group, group, strict=False):
+            if text:
+                data(unescape(text) if "&" in text else text)
+            if slash:
+                if stack and stack[-1] == tag and not self.mode:
+                    stack.pop()
+                    action = actions.pop()
+                    if action is not None:
+                        action()
+                else:
+                    self.handle_endtag(tag)
+            elif self.mode or len(stack) >= MAX_DEPTH:
+                self.handle_starttag(tag, raw)
+            else:
+                handler = handlers.get(tag)
+                if handler is not None:
+                    handler(self, tag, raw)
+        if tail:
+            data(tail)
         if self.mode == SKIP:
             self.mode = self.skip_prev
         if self.mode == TITLE:
@@ -77,22 +104,20 @@ class ParserCore(TableWriter, Tokenizer):
         if self.md or self.tx:
             self.flush()
 
-    # ---- events ---------------------------------------------------------------------------------
-    def handle_starttag(self, tag: str, attrs: Attrs) -> None:
-        if self.mode and self._special_start(tag, attrs):
+    # ---- events (the general path) --------------------------------------------------------------
+    def handle_starttag(self, tag: str, raw: str) -> None:
+        if raw[-1:] == "/":  # `<div/>` opens a div in HTML; a self-closed skipped element or title has no content
+            if self.mode == SKIP or tag in SKIPPED:
+                return
+        if self.mode and self._special_start(tag, raw):
             return
         handler = self.handlers.get(tag)
         if handler is None:
             return
         if len(self.stack) < MAX_DEPTH or tag in _NO_PUSH:
-            handler(self, tag, attrs)
+            handler(self, tag, raw)
         elif tag == "a":
-            self.links.collect(attr(attrs, "href"))
-
-    def handle_startendtag(self, tag: str, attrs: Attrs) -> None:
-        # `<div/>` opens a div in HTML; a self-closed skipped element or title simply has no content.
-        if self.mode != SKIP and tag not in SKIPPED:
-            self.handle_starttag(tag, attrs)
+            self.links.collect(attr(parse_attrs(raw), "href"))
 
     def handle_endtag(self, tag: str) -> None:
         if self.mode and self._special_end(tag):
@@ -109,31 +134,43 @@ class ParserCore(TableWriter, Tokenizer):
             self.line_break()
 
     def handle_data(self, data: str) -> None:
-        if self.mode:
-            self._special_data(data)
+        """A text run, written to both the markdown and the text buffers."""
+        if self.mode and self._special_data(data):
             return
-        s = data.strip(" \t\n\r\f")
+        s = data.strip(_WS)
         if not s:
             if data:
                 self.space = True
             return
         if "\n" in s or "  " in s or "\t" in s or "\f" in s:
             s = _WS_RUN.sub(" ", s)
-        tx = self.tx
-        if self.has_text and (self.space or data[0] in " \t\n\r\f"):
-            tx.append(" ")
-            if self.want_md:
-                self.md.append(" ")
+        m = s
+        if not self.code and ("*" in s or "_" in s or "`" in s or "\\" in s or "]" in s or "<" in s or "&" in s):
+            m = escape_inline(s)
+        if self.has_text and (self.space or data[0] in _WS):
+            self.md.append(" ")  # before the delimiters opened next: "a **b**", not "a** b**"
+            s = " " + s
         if self.unopened < len(self.frames):
             self.open_frames()
-        tx.append(s)
-        if self.want_md:
-            if self.code or not ("*" in s or "_" in s or "`" in s or "\\" in s or "]" in s or "<" in s or "&" in s):
-                self.md.append(s)
-            else:
-                self.md.append(escape_inline(s))
+        self.tx.append(s)
+        self.md.append(m)
         self.has_text = True
-        self.space = data[-1] in " \t\n\r\f"
+        self.space = data[-1] in _WS
+
+    def handle_text(self, data: str) -> None:
+        """A text run when markdown is not wanted: the same text, with no markdown to write (and no frames)."""
+        if self.mode and self._special_data(data):
+            return
+        s = data.strip(_WS)
+        if not s:
+            if data:
+                self.space = True
+            return
+        if "\n" in s or "  " in s or "\t" in s or "\f" in s:
+            s = _WS_RUN.sub(" ", s)
+        self.tx.append(" " + s if self.has_text and (self.space or data[0] in _WS) else s)
+        self.has_text = True
+        self.space = data[-1] in _WS
 
     # ---- stack ----------------------------------------------------------------------------------
     def pop_to(self, tag: str) -> None:
@@ -169,7 +206,7 @@ class ParserCore(TableWriter, Tokenizer):
         self.skip_depth = 1
         self.skip_inner.clear()
 
-    def _special_start(self, tag: str, attrs: Attrs) -> bool:
+    def _special_start(self, tag: str, raw: str) -> bool:
         mode = self.mode
         if mode == SKIP:
             if tag == self.skip_tag:
@@ -177,7 +214,7 @@ class ParserCore(TableWriter, Tokenizer):
             elif tag not in VOID and len(self.skip_inner) < MAX_DEPTH:
                 self.skip_inner.append(tag)
             if tag == "a" and self.skip_tag == "noscript":  # a crawler should see the no-JS navigation
-                self.links.collect(attr(attrs, "href"))
+                self.links.collect(attr(parse_attrs(raw), "href"))
             return True
         if mode == TITLE:  # a tag inside <title>: the title was never closed
             self.mode = mode = self.title_prev
@@ -186,7 +223,7 @@ class ParserCore(TableWriter, Tokenizer):
                 self.mode = NORMAL
             return False
         if mode == PRE:
-            self._pre_start(tag, attrs)
+            self._pre_start(tag, raw)
             return True
         return False
 
@@ -221,18 +258,20 @@ class ParserCore(TableWriter, Tokenizer):
             return False
         return True
 
-    def _special_data(self, data: str) -> None:
+    def _special_data(self, data: str) -> bool:
+        """Text in a special mode; False when it is content after all."""
         mode = self.mode
         if mode == PRE:
             self.pre_parts.append(data)
         elif mode == TITLE:
             if self.title_parts is not None:
                 self.title_parts.append(data)
-        elif mode == HEAD and data.strip(" \t\n\r\f"):  # text in <head> starts the body, as in browsers
+        elif mode == HEAD and data.strip(_WS):  # text in <head> starts the body, as in browsers
             self.mode = NORMAL
-            self.handle_data(data)
+            return False
+        return True
 
-    def _pre_start(self, tag: str, attrs: Attrs) -> None:
+    def _pre_start(self, tag: str, raw: str) -> None:
         if tag == "br":
             self.pre_parts.append("\n")
         elif tag in SKIPPED:
@@ -240,9 +279,9 @@ class ParserCore(TableWriter, Tokenizer):
         elif tag not in VOID and len(self.pre_inner) < MAX_DEPTH:
             self.pre_inner.append(tag)
             if tag == "code" and not self.pre_lang:
-                self.pre_lang = language(attrs)
+                self.pre_lang = language(parse_attrs(raw))
         if tag == "a":
-            self.links.collect(attr(attrs, "href"))
+            self.links.collect(attr(parse_attrs(raw), "href"))
 
     def _pre_end(self, tag: str) -> bool:
         inner = self.pre_inner

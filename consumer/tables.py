@@ -4,7 +4,7 @@ with one GFM table, while a layout table stays the blocks it already is (as a br
 
 from __future__ import annotations
 
-from consumer.blocks import BLOCK, C_USED, PARA, BlockWriter
+from consumer.blocks import BLOCK, PARA, BlockWriter
 from consumer.markdown import table, table_cell
 
 _MAX_BLOCKS_PER_CELL = 3
@@ -19,9 +19,9 @@ class Table:
 
     def __init__(self, writer: BlockWriter, *, layout: bool) -> None:
         self.layout = layout
-        self.start = len(writer.md_blocks)
+        self.start = len(writer.blocks)  # four items a block
         self.marks = writer.marks
-        self.saved = (writer.next_sep, writer.item_start, [c[C_USED] for c in writer.containers])
+        self.saved = (writer.next_sep, writer.item_start, writer.used)
         self.rows: list[list[Cell]] = []
         self.row: list[Cell] | None = None
         self.cell: Cell | None = None
@@ -95,11 +95,9 @@ class TableWriter(BlockWriter):
         return all(len(cell[1]) <= _MAX_BLOCKS_PER_CELL for row in t.rows for cell in row)
 
     def _replace_with_table(self, t: Table) -> None:
-        for blocks in (self.md_blocks, self.md_seps, self.tx_blocks, self.tx_seps):
-            del blocks[t.start :]
+        del self.blocks[t.start :]
         self.next_sep, self.item_start, used = t.saved
-        for container, was_used in zip(self.containers, used, strict=False):
-            container[C_USED] = was_used
+        self.used = min(used, len(self.containers))
         for m, tx in zip(*t.stray, strict=True):
             self.emit_block(m, tx)
             self.boundary(PARA)

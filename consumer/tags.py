@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
-from consumer.blocks import ARTICLE, BLOCK, BOILERPLATE, MAIN, PARA
+from consumer.blocks import ARTICLE, BLOCK, BOILERPLATE, F_OPEN, MAIN, PARA
 from consumer.markdown import link_destination
-from consumer.pageparser import HEAD, NORMAL, PRE, SKIPPED, TITLE, Attrs, ParserCore, attr, language
+from consumer.pageparser import HEAD, NORMAL, PRE, SKIPPED, TITLE, ParserCore, attr, language
+from consumer.tokenizer import parse_attrs
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _NOT_KEPT_SCHEMES = frozenset({"http", "https", "javascript", "vbscript", "data", "file"})
@@ -43,51 +44,48 @@ class PageParser(ParserCore):
         self.meta: dict[str, str] = {}  # description, og:description, og:title, content-language
 
     # ---- blocks ---------------------------------------------------------------------------------
-    def on_block(self, tag: str, attrs: Attrs) -> None:
+    def on_block(self, tag: str, raw: str) -> None:
         stack = self.stack
         if stack and stack[-1] == "p":  # any block start closes an open paragraph
             self.unwind(len(stack) - 1)
         if self.md or self.tx:
             self.flush()
-        if attrs and _is_main(attrs):
+        if raw and _is_main(raw):
             self.enter_region(MAIN)
             stack.append(tag)
             self.actions.append(self.leave_main)
             return
-        para = tag in _PARA_BLOCKS
-        self.boundary(PARA if para else BLOCK)
         stack.append(tag)
-        self.actions.append(self.end_para if para else self.end_block)
+        if tag in _PARA_BLOCKS:
+            self.boundary(PARA)
+            self.actions.append(self.end_para)
+        else:
+            self.boundary(BLOCK)
+            self.actions.append(self.end_block)
 
     def end_para(self) -> None:
-        if self.md or self.tx:
-            self.flush()
-        self.boundary(PARA)
+        self.end_block_as(PARA)
 
     def end_block(self) -> None:
-        if self.md or self.tx:
-            self.flush()
-        self.boundary(BLOCK)
+        self.end_block_as(BLOCK)
 
-    def on_definition(self, tag: str, attrs: Attrs) -> None:
+    def on_definition(self, tag: str, raw: str) -> None:
         self.close_open(_DEFINITION, _DEFINITION_BARRIER)
-        self.on_block(tag, attrs)
+        self.on_block(tag, raw)
 
-    def on_region(self, tag: str, attrs: Attrs) -> None:
+    def on_region(self, tag: str, raw: str) -> None:
         if self.stack and self.stack[-1] == "p":
             self.unwind(len(self.stack) - 1)
-        kind = MAIN if _is_main(attrs) else _REGIONS[tag]
+        kind = MAIN if raw and _is_main(raw) else _REGIONS[tag]
         self.enter_region(kind)
         self.stack.append(tag)
         self.actions.append(self.leave[kind])
 
-    def on_heading(self, tag: str, attrs: Attrs) -> None:
+    def on_heading(self, tag: str, raw: str) -> None:
         stack = self.stack
         if stack and (stack[-1] == "p" or stack[-1] in _HEADINGS):
             self.unwind(len(stack) - 1)
-        if self.md or self.tx:
-            self.flush()
-        self.boundary(PARA)
+        self.end_block_as(PARA)
         self.heading = _HEADINGS[tag]
         stack.append(tag)
         self.actions.append(self.end_heading)
@@ -96,32 +94,33 @@ class PageParser(ParserCore):
         if self.md or self.tx:
             self.flush()
         self.heading = ""
-        self.boundary(PARA)
+        if not self.item_start:  # boundary(PARA): nothing is stronger
+            self.next_sep = PARA
 
-    def on_list(self, tag: str, attrs: Attrs) -> None:
+    def on_list(self, tag: str, raw: str) -> None:
         if self.stack and self.stack[-1] == "p":
             self.unwind(len(self.stack) - 1)
-        number = _integer(attr(attrs, "start")) if tag == "ol" and attrs else None
+        number = _integer(attr(parse_attrs(raw), "start")) if tag == "ol" and raw else None
         self.start_list(tag == "ol", 1 if number is None else number)
         self.stack.append(tag)
         self.actions.append(self.end_list)
 
-    def on_item(self, tag: str, attrs: Attrs) -> None:
+    def on_item(self, tag: str, raw: str) -> None:
         if "li" in self.stack:
             self.close_open(_ITEM, _LIST_TAGS)
-        value = _integer(attr(attrs, "value")) if attrs and self.lists and self.lists[-1][0] else None
+        value = _integer(attr(parse_attrs(raw), "value")) if raw and self.lists and self.lists[-1][0] else None
         self.start_item(value)
         self.stack.append(tag)
         self.actions.append(self.end_item)
 
-    def on_quote(self, tag: str, attrs: Attrs) -> None:
+    def on_quote(self, tag: str, raw: str) -> None:
         if self.stack and self.stack[-1] == "p":
             self.unwind(len(self.stack) - 1)
         self.start_quote()
         self.stack.append(tag)
         self.actions.append(self.end_quote)
 
-    def on_pre(self, tag: str, attrs: Attrs) -> None:
+    def on_pre(self, tag: str, raw: str) -> None:
         if self.stack and self.stack[-1] == "p":
             self.unwind(len(self.stack) - 1)
         if self.md or self.tx:
@@ -130,11 +129,11 @@ class PageParser(ParserCore):
         self.mode = PRE
         self.pre_parts.clear()
         self.pre_inner.clear()
-        self.pre_lang = language(attrs)
+        self.pre_lang = language(parse_attrs(raw)) if raw else ""
         self.stack.append(tag)
         self.actions.append(self.end_pre)
 
-    def on_rule(self, tag: str, attrs: Attrs) -> None:
+    def on_rule(self, tag: str, raw: str) -> None:
         if self.stack and self.stack[-1] == "p":
             self.unwind(len(self.stack) - 1)
         if self.md or self.tx:
@@ -143,39 +142,39 @@ class PageParser(ParserCore):
         self.emit_block("---", "")  # also when only text is wanted: a rule is content (see on_image)
         self.boundary(PARA)
 
-    def on_break(self, tag: str, attrs: Attrs) -> None:
+    def on_break(self, tag: str, raw: str) -> None:
         self.line_break()
 
     # ---- tables ---------------------------------------------------------------------------------
-    def on_table(self, tag: str, attrs: Attrs) -> None:
+    def on_table(self, tag: str, raw: str) -> None:
         if self.stack and self.stack[-1] == "p":
             self.unwind(len(self.stack) - 1)
-        role = (attr(attrs, "role") or "").strip().lower()
+        role = (attr(parse_attrs(raw), "role") or "").strip().lower() if raw else ""
         self.start_table(layout=role in _LAYOUT_ROLES)
         self.stack.append(tag)
         self.actions.append(self.end_table)
 
-    def on_row(self, tag: str, attrs: Attrs) -> None:
+    def on_row(self, tag: str, raw: str) -> None:
         if not self.tables:  # a stray row reads as a block
-            self.on_block(tag, attrs)
+            self.on_block(tag, raw)
             return
         self.close_open(_ROW, _TABLE)
         self.start_row()
         self.stack.append(tag)
         self.actions.append(self.end_row)
 
-    def on_cell(self, tag: str, attrs: Attrs) -> None:
+    def on_cell(self, tag: str, raw: str) -> None:
         if not self.tables:
-            self.on_block(tag, attrs)
+            self.on_block(tag, raw)
             return
         self.close_open(_CELL, _TABLE_ROW)
         self.start_cell()
         self.stack.append(tag)
         self.actions.append(self.end_cell)
 
-    def on_caption(self, tag: str, attrs: Attrs) -> None:
+    def on_caption(self, tag: str, raw: str) -> None:
         if not self.tables:
-            self.on_block(tag, attrs)
+            self.on_block(tag, raw)
             return
         self.start_caption()
         self.stack.append(tag)
@@ -184,22 +183,25 @@ class PageParser(ParserCore):
     # ---- inline ---------------------------------------------------------------------------------
     # Inline elements are pushed even when they write nothing (text only, markup inside code, <b> in <b>):
     # their end tags must pair the same way in every mode, or the text would depend on the formats.
-    def on_frame(self, tag: str, attrs: Attrs) -> None:
-        kind = _FRAMES[tag]
-        if not self.want_md or self.code or any(frame[0] == kind for frame in self.frames):
-            self.stack.append(tag)
-            self.actions.append(None)
-            return
-        if kind == "`":
-            self.code += 1
-        self.frames.append([kind, kind, -1])
+    def on_frame(self, tag: str, raw: str) -> None:
         self.stack.append(tag)
-        self.actions.append(self.pop_frame)
+        kind = _FRAMES[tag]
+        if self.want_md and not self.code:
+            for frame in self.frames:
+                if frame[F_OPEN] == kind:  # <b> in <strong>: one pair of delimiters
+                    break
+            else:
+                if kind == "`":
+                    self.code += 1
+                self.frames.append([kind, kind, -1])
+                self.actions.append(self.pop_frame)
+                return
+        self.actions.append(None)
 
-    def on_link(self, tag: str, attrs: Attrs) -> None:
+    def on_link(self, tag: str, raw: str) -> None:
         if "a" in self.stack:  # links do not nest: a new <a> closes the open one
             self.pop_to("a")
-        href = attr(attrs, "href")
+        href = attr(parse_attrs(raw), "href") if raw else None
         if href is None:
             return
         url = self.links.collect(href)
@@ -211,9 +213,10 @@ class PageParser(ParserCore):
         self.frames.append(["[", f"]({link_destination(target)})", -1])
         self.actions.append(self.pop_frame)
 
-    def on_image(self, tag: str, attrs: Attrs) -> None:
+    def on_image(self, tag: str, raw: str) -> None:
         # Written even when only text is wanted: an image-only block must exist in both modes, or the
         # separators around it (and so the text and its hash) would depend on the requested formats.
+        attrs = parse_attrs(raw)
         src = attr(attrs, "src")
         if not src or src.startswith("data:"):  # lazy-loading pages keep the real image in data-src
             src = attr(attrs, "data-src") or src
@@ -225,24 +228,27 @@ class PageParser(ParserCore):
         self.inline_markdown(f"![{alt}]({link_destination(url)})")
 
     # ---- document and metadata ------------------------------------------------------------------
-    def on_skip(self, tag: str, attrs: Attrs) -> None:
-        self.start_skip(tag)
+    def on_skip(self, tag: str, raw: str) -> None:
+        if raw[-1:] != "/":  # a self-closed one (`<svg/>`) has no content to skip
+            self.start_skip(tag)
 
-    def on_html(self, tag: str, attrs: Attrs) -> None:
+    def on_html(self, tag: str, raw: str) -> None:
         if not self.html_seen:
             self.html_seen = True
-            self.lang = attr(attrs, "lang")
+            self.lang = attr(parse_attrs(raw), "lang")
 
-    def on_head(self, tag: str, attrs: Attrs) -> None:
-        if self.mode == NORMAL and not self.body_seen and not self.md_blocks and not self.tx:
+    def on_head(self, tag: str, raw: str) -> None:
+        if self.mode == NORMAL and not self.body_seen and not self.blocks and not self.tx:
             self.mode = HEAD
 
-    def on_body(self, tag: str, attrs: Attrs) -> None:
+    def on_body(self, tag: str, raw: str) -> None:
         self.body_seen = True
         if self.mode == HEAD:
             self.mode = NORMAL
 
-    def on_title(self, tag: str, attrs: Attrs) -> None:
+    def on_title(self, tag: str, raw: str) -> None:
+        if raw[-1:] == "/":
+            return
         if self.title_parts is not None:  # only the first <title> names the page; others are hidden
             self.start_skip(tag)
             return
@@ -250,8 +256,8 @@ class PageParser(ParserCore):
         self.title_prev = self.mode
         self.mode = TITLE
 
-    def on_meta(self, tag: str, attrs: Attrs) -> None:
-        values = dict(attrs)
+    def on_meta(self, tag: str, raw: str) -> None:
+        values = dict(parse_attrs(raw))
         content = values.get("content")
         if not content:
             return
@@ -262,19 +268,22 @@ class PageParser(ParserCore):
         if equiv and equiv.strip().lower() == "content-language":
             self.meta.setdefault("content-language", content)
 
-    def on_link_tag(self, tag: str, attrs: Attrs) -> None:
+    def on_link_tag(self, tag: str, raw: str) -> None:
+        attrs = parse_attrs(raw)
         if self.canonical_href is None and "canonical" in (attr(attrs, "rel") or "").lower().split():
             self.canonical_href = attr(attrs, "href")
 
-    def on_base(self, tag: str, attrs: Attrs) -> None:
-        href = attr(attrs, "href")
+    def on_base(self, tag: str, raw: str) -> None:
+        href = attr(parse_attrs(raw), "href")
         if href is not None and not self.base_seen:  # only the first <base href> counts
             self.base_seen = True
             self.links.set_base(href)
 
 
-def _is_main(attrs: Attrs) -> bool:
-    for key, value in attrs:
+def _is_main(raw: str) -> bool:
+    if "role" not in raw.lower():  # parse only what may hold one (names are lower-cased when parsed)
+        return False
+    for key, value in parse_attrs(raw):
         if key == "role" and value is not None:
             return value.strip().lower() == "main"
     return False
