@@ -30,7 +30,7 @@ from shared.backends.limits import (
     new_message_id,
     prefix_end,
 )
-from shared.backends.wakeup import Wakeup, receive_waiting
+from shared.backends.wakeup import ProcessBell, Wakeup, receive_waiting
 from shared.errors import StorageError
 from shared.ports import MAX_LIST_LIMIT, Clock, JsonObject, KeyInfo, ListResult, Message
 
@@ -42,6 +42,8 @@ _Delivery = tuple[list[Message], float | None, int]  # messages, next visible ti
 
 SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration step in `_migrate`.
 BUSY_TIMEOUT_MS = 10_000
+# WAL readers only wait in rare moments (recovery after a crash); the event loop must not wait long then.
+READER_BUSY_TIMEOUT_MS = 200
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS kv (
         key TEXT PRIMARY KEY NOT NULL,
@@ -81,6 +83,14 @@ def _connect(path: Path) -> sqlite3.Connection:
     except BaseException:
         conn.close()
         raise
+    return conn
+
+
+def _connect_reader(path: Path) -> sqlite3.Connection:
+    """A connection for reads on the event loop's thread: it may never write, and never waits long."""
+    conn = _connect(path)  # the schema exists before the first read
+    conn.execute("PRAGMA query_only = ON")
+    conn.execute(f"PRAGMA busy_timeout = {READER_BUSY_TIMEOUT_MS}")
     return conn
 
 
@@ -158,7 +168,7 @@ class _SqliteClient:
                 self._executor.shutdown(wait=False)
 
 
-def _kv_list(conn: sqlite3.Connection, prefix: str, after: str | None, limit: int, now: float) -> list[Any]:
+def _kv_list_query(prefix: str, after: str | None, limit: int, now: float) -> tuple[str, tuple[Any, ...]]:
     clauses: list[str] = ["(expires_at IS NULL OR expires_at > ?)"]
     params: list[object] = [now]
     for clause, value in (("key >= ?", prefix or None), ("key > ?", after), ("key < ?", prefix_end(prefix))):
@@ -166,7 +176,7 @@ def _kv_list(conn: sqlite3.Connection, prefix: str, after: str | None, limit: in
             clauses.append(clause)
             params.append(value)
     sql = f"SELECT key, expires_at, metadata FROM kv WHERE {' AND '.join(clauses)} ORDER BY key LIMIT ?"
-    return conn.execute(sql, (*params, limit)).fetchall()
+    return sql, (*params, limit)
 
 
 _UPSERT = """
@@ -176,7 +186,12 @@ SET value = excluded.value, expires_at = excluded.expires_at, metadata = exclude
 
 
 class SqliteKV(_SqliteClient):
-    """Workers KV over the `kv` table. Expired rows are invisible at once and deleted lazily."""
+    """Workers KV over the `kv` table. Expired rows are invisible at once and deleted lazily.
+
+    Reads run inline on a second, read-only connection of the event loop's thread: in WAL mode a reader never
+    waits for a writer, and a point read costs far less than the hop to the writer's thread would. Writes
+    keep their thread, since they may wait for another process's write lock.
+    """
 
     PURGE_EVERY_PUTS = 256
     PURGE_BATCH = 1000
@@ -184,12 +199,23 @@ class SqliteKV(_SqliteClient):
     def __init__(self, path: Path, *, clock: Clock = time.time) -> None:
         super().__init__(path, clock=clock)
         self._puts = 0
+        self._reader: sqlite3.Connection | None = None
+
+    def _read(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        if self._closed:
+            raise StorageError(f"SQLite backend {self.path} is closed")
+        try:
+            if self._reader is None:
+                self._reader = _connect_reader(self.path)
+            return self._reader.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"SQLite {self.path}: {exc}") from exc
 
     async def get(self, key: str) -> str | None:
         check_key(key)
         sql = "SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
-        row = await self._run(lambda conn: conn.execute(sql, (key, self._clock())).fetchone())
-        return None if row is None else str(row[0])
+        rows = self._read(sql, (key, self._clock()))
+        return str(rows[0][0]) if rows else None
 
     async def put(
         self, key: str, value: str, *, ttl_s: float | None = None, metadata: JsonObject | None = None
@@ -216,11 +242,18 @@ class SqliteKV(_SqliteClient):
         check_list_limit(limit)
         after = None if cursor is None else decode_cursor(cursor)
         # One row more than asked tells whether another page exists.
-        rows = await self._run(_kv_list, prefix, after, limit + 1, self._clock())
+        sql, params = _kv_list_query(prefix, after, limit + 1, self._clock())
+        rows = self._read(sql, params)
         keys = [KeyInfo(key, exp, None if meta is None else json.loads(meta)) for key, exp, meta in rows]
         if len(keys) <= limit:
             return ListResult(keys, list_complete=True)
         return ListResult(keys[:limit], list_complete=False, cursor=encode_cursor(keys[limit - 1].name))
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        await super().aclose()
 
 
 _DELIVER = """
@@ -256,7 +289,7 @@ class SqliteQueue(_SqliteClient):
         visibility_timeout_s: float,
         max_retries: int,
         dead_letter: SqliteQueue | None = None,
-        poll_interval_s: float = 0.05,
+        poll_interval_s: float = 1.0,
     ) -> None:
         if visibility_timeout_s <= 0 or max_retries < 0 or poll_interval_s <= 0:
             raise ValueError("visibility_timeout_s and poll_interval_s must be > 0, max_retries ≥ 0")
@@ -269,6 +302,8 @@ class SqliteQueue(_SqliteClient):
         self._dead_letter = dead_letter
         self._poll_interval_s = poll_interval_s
         self._wakeup = Wakeup()
+        # Receivers in other processes are rung after each send; polling (poll_interval_s) is only the fallback.
+        self._bell = ProcessBell(Path(f"{path}.wake") / name, self._wakeup.fire)
 
     async def send(self, body: JsonObject, *, delay_s: float = 0) -> None:
         text = encode_body(body)
@@ -279,9 +314,16 @@ class SqliteQueue(_SqliteClient):
         await self._run(lambda conn: conn.execute(sql, row))
         if delay_s == 0:
             self._wakeup.fire()
+            self._bell.ring()
+
+    async def aclose(self) -> None:
+        self._bell.close()
+        await super().aclose()
 
     async def receive(self, *, max_messages: int, wait_s: float = 0) -> list[Message]:
         check_receive(max_messages, wait_s)
+        if wait_s > 0:
+            self._bell.listen()
 
         async def take() -> tuple[list[Message], float | None]:
             return await self._take(max_messages)

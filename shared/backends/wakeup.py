@@ -1,12 +1,19 @@
-"""Waking local queue receivers: at once on a send in this process, else on a poll interval."""
+"""Waking local queue receivers: at once on a send in this process or (via a Unix socket) in another one."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
+import secrets
+import socket
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from shared.ports import Clock, Message
+
+log = logging.getLogger(__name__)
 
 
 class Wakeup:
@@ -48,3 +55,81 @@ async def receive_waiting(
         with contextlib.suppress(TimeoutError):
             # The floor keeps a clock at the edge of a visibility time from spinning the loop.
             await asyncio.wait_for(event.wait(), max(pause, 0.001))
+
+
+class ProcessBell:
+    """Wakes receivers in *other* processes that share the database: no sleep-polling between processes.
+
+    Each process that waits on the queue binds a Unix datagram socket in `directory`; a send rings every
+    socket there (one tiny datagram each, never blocking). A socket whose process died is removed by the
+    first sender that finds it refusing. Where Unix sockets are unavailable (or the path is too long for
+    one), receivers fall back to polling.
+    """
+
+    def __init__(self, directory: Path, on_ring: Callable[[], None]) -> None:
+        self.directory = directory
+        self._on_ring = on_ring
+        self._listener: socket.socket | None = None
+        self._path: Path | None = None
+        self._sender: socket.socket | None = None
+        self._failed = not hasattr(socket, "AF_UNIX")
+
+    @property
+    def listening(self) -> bool:
+        return self._listener is not None
+
+    def listen(self) -> None:
+        """Start hearing rings in this process's event loop (idempotent; a failure means polling instead)."""
+        if self._listener is not None or self._failed:
+            return
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / f"{os.getpid()}.{secrets.token_hex(3)}"
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            listener.setblocking(False)
+            listener.bind(str(path))
+        except OSError as exc:
+            log.debug("no wake-up socket in %s (%s): polling instead", self.directory, exc)
+            self._failed = True
+            return
+        asyncio.get_running_loop().add_reader(listener.fileno(), self._drain)
+        self._listener, self._path = listener, path
+
+    def ring(self) -> None:
+        """Wake every listening process (this one included); never blocks, never raises."""
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError:
+            return
+        if self._sender is None:
+            self._sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._sender.setblocking(False)
+        for entry in entries:
+            try:
+                self._sender.sendto(b"!", entry.path)
+            except (ConnectionRefusedError, FileNotFoundError):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)  # its process is gone
+            except OSError:
+                pass  # a full buffer: that process has a wake-up pending already
+
+    def _drain(self) -> None:
+        assert self._listener is not None
+        with contextlib.suppress(OSError):
+            while self._listener.recv(64):
+                pass
+        self._on_ring()
+
+    def close(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(RuntimeError, ValueError):
+                asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+        if self._path is not None:
+            with contextlib.suppress(OSError):
+                self._path.unlink()
+            self._path = None
+        if self._sender is not None:
+            self._sender.close()
+            self._sender = None

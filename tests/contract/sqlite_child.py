@@ -1,12 +1,13 @@
 """A child process for `test_sqlite_durability`: drives the SQLite backends and reports each step on stdout.
 
-Usage: python sqlite_child.py {send|put} DB COUNT  |  python sqlite_child.py consume DB BATCH
+Usage: python sqlite_child.py {send|put|wait} DB COUNT  |  python sqlite_child.py consume DB BATCH
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from pathlib import Path
 
 from shared.backends import Backends, open_sqlite_backends
@@ -33,10 +34,20 @@ async def consume(backends: Backends, batch: int) -> None:
             await backends.jobs.ack(message)
 
 
+async def wait(backends: Backends, count: int) -> None:
+    """Wait for `count` messages one at a time, each with a long wait: reports when each arrived."""
+    await backends.jobs.receive(max_messages=1, wait_s=0.01)  # starts listening for other processes
+    print("ready", flush=True)
+    for _ in range(count):
+        [message] = await backends.jobs.receive(max_messages=1, wait_s=30)
+        print(f"{message.body['n']} {time.time():.6f}", flush=True)
+        await backends.jobs.ack(message)
+
+
 async def main(mode: str, path: Path, number: int) -> None:
     backends = open_sqlite_backends(path, visibility_timeout_s=60, max_retries=3)
     try:
-        await {"send": send, "put": put, "consume": consume}[mode](backends, number)
+        await {"send": send, "put": put, "consume": consume, "wait": wait}[mode](backends, number)
     finally:
         await backends.aclose()
 

@@ -158,3 +158,24 @@ async def test_receive_cancelled_mid_delivery_hands_the_messages_back(
         assert (message.body, message.attempts) == ({"n": 1}, 1)
     finally:
         await backends.aclose()
+
+
+async def test_a_receiver_in_another_process_wakes_at_once_on_send_without_polling(tmp_path: Path) -> None:
+    path = tmp_path / "q.sqlite3"
+    backends = open_sqlite_backends(path, visibility_timeout_s=60, max_retries=3)
+    await backends.ping()
+    child = await spawn("wait", str(path), "5")
+    assert child.stdout is not None
+    assert (await asyncio.wait_for(child.stdout.readline(), 10)).strip() == b"ready"
+    lags = []
+    for n in range(5):
+        await asyncio.sleep(0.05)
+        sent = time.time()
+        await backends.jobs.send({"n": n})
+        got, at = (await asyncio.wait_for(child.stdout.readline(), 10)).split()
+        assert int(got) == n
+        lags.append(float(at) - sent)
+    await child.wait()
+    await backends.aclose()
+    # The fallback poll runs once a second: every message arriving well under that was rung, not polled.
+    assert max(lags) < 0.25, lags
