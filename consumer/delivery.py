@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from pydantic import ValidationError
 
+from consumer.netguard import AddressRefused
 from shared import signing
 from shared.events import Event, EventLog, WebhookJob
 from shared.models import Delivery, DeliveryStatus, utcnow
@@ -89,7 +90,7 @@ class WebhookSender:
                     await _drain(response)
         except TimeoutError:
             return Attempt(None, f"no answer within {self.settings.webhook_timeout_s:g} s")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, AddressRefused) as exc:  # a transport may raise the guard's refusal unwrapped
             return Attempt(None, _describe(exc))
         retry_after = _retry_after(response.headers.get("retry-after"))
         error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
@@ -139,7 +140,7 @@ def _retry_after(value: str | None) -> float | None:
     return float(value.strip())
 
 
-def _describe(exc: httpx.HTTPError) -> str:
+def _describe(exc: Exception) -> str:
     cause: BaseException = exc
     while cause.__cause__ is not None and cause is not cause.__cause__:
         cause = cause.__cause__

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import re
 import zlib
-from collections.abc import AsyncIterator, Container, Iterator
+from collections.abc import AsyncIterator, Container, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
@@ -19,6 +19,7 @@ import httpx
 
 from consumer.netguard import AddressRefused
 from shared.errors import (
+    BadResponse,
     BlockedAddress,
     ConnectFailed,
     FetchError,
@@ -36,6 +37,9 @@ if TYPE_CHECKING:  # annotations only: the Worker's fetch path (and its Pyodide 
 log = logging.getLogger(__name__)
 
 HTML_TYPES: frozenset[str] = frozenset({"text/html", "application/xhtml+xml", "text/plain"})
+#: Declared types whose first bytes are checked for binary data (a binary body labelled text/html).
+TEXT_TYPES = HTML_TYPES
+BINARY_TYPE = "application/octet-stream"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 #: Bytes looked at to guess the type of a response that names none.
 SNIFF_BYTES = 512
@@ -45,6 +49,8 @@ _STEP = 64 * 1024  # the most one inflate call may produce: what bounds memory a
 _GZIP_WBITS = 16 + zlib.MAX_WBITS
 _LOCATION_NOISE = re.compile("[\t\n\r]")
 _BINARY = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")  # WHATWG MIME sniffing's "binary data bytes"
+_WIDE_CHARSET = re.compile(r"utf-?(16|32)")
+_WIDE_BOMS = (b"\xfe\xff", b"\xff\xfe")
 _HTML_START = re.compile(
     rb"(?:\xef\xbb\xbf)?\s*<(?:!--|(?:!doctype\s+html|html|head|body|script|iframe|h1|div|font|table|a|style"
     rb"|title|b|br|p)[\s>])",
@@ -74,16 +80,34 @@ class Fetcher:
         self._client = client
         self._settings = settings
 
-    async def fetch(self, url: str, *, accept: Container[str] = HTML_TYPES) -> FetchResult:
+    async def fetch(
+        self,
+        url: str,
+        *,
+        accept: Container[str] = HTML_TYPES,
+        max_redirects: int | None = None,
+        truncate_at: int | None = None,
+    ) -> FetchResult:
+        """Fetch `url`, following at most `max_redirects` hops (default: the setting).
+
+        `truncate_at`: keep only that many (inflated) bytes of the body and stop reading, instead of failing
+        with `TooLarge` past the body cap (robots.txt: only the first 500 KiB are parsed anyway).
+        """
         # httpx's timeouts are per network operation; only this deadline stops a slow trickle (httpx#1450).
         deadline = self._settings.fetch_total_timeout_s
+        limits = _Limits(
+            accept=accept,
+            max_redirects=self._settings.fetch_max_redirects if max_redirects is None else max_redirects,
+            max_bytes=truncate_at or self._settings.fetch_max_body_bytes,
+            truncate=truncate_at is not None,
+        )
         try:
             async with asyncio.timeout(deadline):
-                return await self._follow(url, accept)
+                return await self._follow(url, limits)
         except TimeoutError:
             raise FetchTimeout(f"page not fetched within {deadline:g} s") from None
 
-    async def _follow(self, url: str, accept: Container[str]) -> FetchResult:
+    async def _follow(self, url: str, limits: _Limits) -> FetchResult:
         # Redirects by hand: every hop is re-validated here and address-checked by the client's backend,
         # and nothing (extensions, auth) is carried across hosts as httpx's own following would.
         current = _fetchable(url, what="URL")
@@ -93,8 +117,8 @@ class Fetcher:
             async with self._response(current) as response:
                 location = response.headers.get("location")
                 if response.status_code not in REDIRECT_STATUSES or not location:
-                    return await self._result(url, current, response, redirects, accept)
-            if redirects >= self._settings.fetch_max_redirects:
+                    return await self._result(url, current, response, redirects, limits)
+            if redirects >= limits.max_redirects:
                 raise TooManyRedirects(f"more than {redirects} redirects")
             current = _fetchable(_join(current, location), what="redirect target")
             if current in seen:
@@ -117,12 +141,12 @@ class Fetcher:
             raise _translate(exc, url) from exc
 
     async def _result(
-        self, url: str, final_url: str, response: httpx.Response, redirects: int, accept: Container[str]
+        self, url: str, final_url: str, response: httpx.Response, redirects: int, limits: _Limits
     ) -> FetchResult:
         media, charset = _media_type(response.headers.get("content-type", ""))
         body = b""
-        if media is None or _admit(media, accept, response.status_code):
-            body, media = await self._read(response, media, accept)
+        if media is None or _admit(media, limits.accept, response.status_code):
+            body, media = await _read(response, media, charset, limits)
         return FetchResult(
             url=url,
             final_url=final_url,
@@ -134,28 +158,58 @@ class Fetcher:
             redirects=redirects,
         )
 
-    async def _read(self, response: httpx.Response, media: str | None, accept: Container[str]) -> tuple[bytes, str]:
-        """The inflated body, capped; with no declared type, sniffed from the first bytes and filtered."""
-        cap = self._settings.fetch_max_body_bytes
-        length = response.headers.get("content-length", "")
-        if length.isdigit() and int(length) > cap:
-            raise TooLarge(f"Content-Length {length} exceeds the {cap}-byte limit")
-        decoder = _Decoder(_encodings(response.headers.get("content-encoding", "")))
-        body = bytearray()
-        async for raw in response.aiter_raw():
-            for chunk in decoder.decode(raw):
-                if len(body) + len(chunk) > cap:
+
+@dataclass(frozen=True)
+class _Limits:
+    accept: Container[str]
+    max_redirects: int
+    max_bytes: int
+    #: Past `max_bytes`, keep what was read instead of failing.
+    truncate: bool
+
+
+async def _read(response: httpx.Response, media: str | None, charset: str | None, limits: _Limits) -> tuple[bytes, str]:
+    """The inflated body, capped; its first bytes screened (sniffed when untyped, binary check when text)."""
+    length = response.headers.get("content-length", "")
+    if not limits.truncate and length.isdigit() and int(length) > limits.max_bytes:
+        raise TooLarge(f"Content-Length {length} exceeds the {limits.max_bytes}-byte limit")
+    decoder = _Decoder(_encodings(response.headers.get("content-encoding", "")))
+    body = _Body(limits)
+    screened: str | None = None
+    async for raw in response.aiter_raw():
+        full = body.extend(decoder.decode(raw))
+        if screened is None and (len(body.data) >= SNIFF_BYTES or full):
+            screened = _screen(body.data, media, charset)
+            if not _admit(screened, limits.accept, response.status_code):
+                return b"", screened
+        if full:
+            break
+    if screened is None:
+        screened = _screen(body.data, media, charset)
+        if not _admit(screened, limits.accept, response.status_code):
+            return b"", screened
+    return bytes(body.data), screened
+
+
+class _Body:
+    """The body read so far, never past `limits.max_bytes`."""
+
+    def __init__(self, limits: _Limits) -> None:
+        self.data = bytearray()
+        self._limits = limits
+
+    def extend(self, chunks: Iterable[bytes]) -> bool:
+        """Append inflated chunks; True once a truncating read is full, `TooLarge` past the cap otherwise."""
+        cap = self._limits.max_bytes
+        for chunk in chunks:
+            room = cap - len(self.data)
+            if len(chunk) > room:
+                if not self._limits.truncate:
                     raise TooLarge(f"body exceeds the {cap}-byte limit")
-                body += chunk
-            if media is None and len(body) >= SNIFF_BYTES:
-                media = _sniff(body)
-                if not _admit(media, accept, response.status_code):
-                    return b"", media
-        if media is None:
-            media = _sniff(body)
-            if not _admit(media, accept, response.status_code):
-                return b"", media
-        return bytes(body), media
+                self.data += chunk[:room]
+                return True
+            self.data += chunk
+        return self._limits.truncate and len(self.data) >= cap
 
 
 class _Inflater:
@@ -178,7 +232,7 @@ class _Inflater:
             try:
                 out = engine.decompress(data, _STEP)
             except zlib.error as exc:
-                raise ConnectFailed(f"corrupt compressed body ({exc})") from None
+                raise BadResponse(f"corrupt compressed body ({exc})") from None
             data = engine.unconsumed_tail
             if out:
                 yield out
@@ -237,11 +291,25 @@ def _media_type(header: str) -> tuple[str | None, str | None]:
     return (media if "/" in media else None), charset
 
 
-def _sniff(body: bytes | bytearray) -> str:
+def _screen(body: bytes | bytearray, media: str | None, charset: str | None) -> str:
+    """The media type to go by: sniffed if none was declared; binary data declared as text is binary."""
     head = bytes(body[:SNIFF_BYTES])
+    if media is None:
+        return _sniff(head)
+    if media in TEXT_TYPES and not _wide(head, charset) and _BINARY.search(head):
+        return BINARY_TYPE
+    return media
+
+
+def _sniff(head: bytes) -> str:
     if _HTML_START.match(head):
         return "text/html"
-    return "application/octet-stream" if _BINARY.search(head) else "text/plain"
+    return BINARY_TYPE if _BINARY.search(head) else "text/plain"
+
+
+def _wide(head: bytes, charset: str | None) -> bool:
+    """UTF-16/32 text, where NUL bytes are normal."""
+    return head.startswith(_WIDE_BOMS) or bool(charset and _WIDE_CHARSET.match(charset))
 
 
 def _join(base: str, location: str) -> str:
@@ -272,6 +340,9 @@ def _translate(exc: Exception, url: str) -> FetchError:
     if isinstance(exc, httpx.InvalidURL):
         # httpx builds `next_request` even when not following, and fails on a hostless Location ("data:,x").
         return BlockedAddress("URL or redirect target is not a fetchable http(s) URL")
+    if isinstance(exc, httpx.ProtocolError | httpx.DecodingError):
+        # Oversized header blocks (h11: 100 KiB; aiohttp: 8 KiB a line, 128 lines), bad framing, truncation.
+        return BadResponse(f"{host_of(url)} sent a malformed response: {str(exc)[:200] or type(exc).__name__}")
     if not isinstance(exc, httpx.HTTPError | OSError):
         log.warning("unexpected %s fetching %s", type(exc).__name__, url, exc_info=exc)
     detail = str(exc)[:200] or type(exc).__name__

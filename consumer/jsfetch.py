@@ -25,7 +25,7 @@ from shared.backends.cloudflare import (
     response_status,
 )
 from shared.errors import BlockedAddress
-from shared.guard import STANDARD_PORTS, AddressPolicy, check_host, literal_address
+from shared.guard import AddressPolicy, check_host, literal_address
 
 #: Request headers the runtime sets itself. Accept-Encoding goes too: the runtime decodes only what it offers.
 REQUEST_HEADERS_DROPPED = frozenset(
@@ -41,12 +41,12 @@ class JsFetchTransport(httpx.AsyncBaseTransport):
     """Sends each request with JS `fetch(url, {method, headers, body, redirect: "manual"})`, guarded first.
 
     What the guard checks here: the scheme (http/https), a host that is an IP literal (or `localhost`)
-    against `policy`, and the port (80/443 only, unless the literal address is exempt). Refusals raise
-    `AddressRefused` before `fetch` is called, so nothing is sent. What it cannot check: the addresses a
-    host name resolves to, since the runtime resolves names itself. On Cloudflare that gap is closed by the
-    platform, whose fetch cannot reach private networks (and refuses bare IPs and custom ports once
-    deployed); under `wrangler dev` or Miniflare fetch is Node's, so a name resolving to a private address
-    would be fetched there.
+    against `policy`, and the port (the policy's ports, 80/443 by default, unless the literal address is
+    exempt). Refusals raise `AddressRefused` before `fetch` is called, so nothing is sent. What it cannot
+    check: the addresses a host name resolves to, since the runtime resolves names itself. On Cloudflare
+    that gap is closed by the platform, whose fetch cannot reach private networks (and refuses bare IPs and
+    custom ports once deployed); under `wrangler dev` or Miniflare fetch is Node's, so a name resolving to a
+    private address would be fetched there.
 
     Bodies stream chunk by chunk from the JS reader, which is cancelled when the response is closed early
     (at `Fetcher`'s size cap). There is no timeout here: `Fetcher` bounds each page with `asyncio.timeout`,
@@ -94,8 +94,9 @@ class JsFetchTransport(httpx.AsyncBaseTransport):
         except BlockedAddress as exc:
             raise AddressRefused(str(exc), host=host, port=port, address=literal_address(host)) from exc
         address = literal_address(host)
-        if port not in STANDARD_PORTS and (address is None or not self._policy.is_exempt(address)):
-            raise AddressRefused(f"port {port} is not allowed (only 80 and 443)", host=host, port=port, address=address)
+        if port not in self._policy.ports and (address is None or not self._policy.is_exempt(address)):
+            reason = f"port {port} is not allowed (only {self._policy.describe_ports()})"
+            raise AddressRefused(reason, host=host, port=port, address=address)
 
 
 class JsBodyStream(httpx.AsyncByteStream):

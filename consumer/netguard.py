@@ -55,7 +55,8 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
     unaffected: httpcore takes SNI and the certificate's expected name from the request origin
     (`AsyncHTTPConnection._connect` → `start_tls(server_hostname=origin.host)`), not from this call.
 
-    Port rule: only 80 and 443, unless the address is inside `allow_networks`. Fetching arbitrary ports of
+    Port rule: only the policy's ports (80 and 443 unless `SCRAPEQ_FETCH_ALLOWED_PORTS` says otherwise), unless
+    the address is inside `allow_networks`. Fetching arbitrary ports of
     public hosts is port scanning on a tenant's behalf; the exemption lets tests and intranet deployments use
     the random or custom ports their servers listen on.
     """
@@ -118,16 +119,21 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
         return addresses
 
     def _check(self, host: str, port: int, addresses: list[IPAddress]) -> None:
-        # A host name's resolved address stays out of the message: it would tell tenants about internal DNS.
-        literal = literal_address(host) is not None
-        for ip in addresses:
-            if not self._policy.is_allowed(ip):
-                reason = f"{ip} is not a public address" if literal else f"{host} resolves to a non-public address"
-            elif not self._policy.port_allowed(ip, port):
-                reason = f"port {port} is not allowed (only 80 and 443)"
-            else:
-                continue
-            raise AddressRefused(reason, host=host, port=port, address=ip)
+        check_addresses(self._policy, host, port, addresses)
+
+
+def check_addresses(policy: AddressPolicy, host: str, port: int, addresses: list[IPAddress]) -> None:
+    """Refuse the connection (`AddressRefused`) if ANY address of the host, or the port, is not allowed."""
+    # A host name's resolved address stays out of the message: it would tell tenants about internal DNS.
+    literal = literal_address(host) is not None
+    for ip in addresses:
+        if not policy.is_allowed(ip):
+            reason = f"{ip} is not a public address" if literal else f"{host} resolves to a non-public address"
+        elif not policy.port_allowed(ip, port):
+            reason = f"port {port} is not allowed (only {policy.describe_ports()})"
+        else:
+            continue
+        raise AddressRefused(reason, host=host, port=port, address=ip)
 
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
@@ -162,8 +168,19 @@ class GuardedTransport(httpx.AsyncHTTPTransport):
 def build_client(
     settings: Settings, *, resolver: Resolver | None = None, verify: ssl.SSLContext | bool = True
 ) -> httpx.AsyncClient:
-    """The one client of a consumer process: guarded, no env proxies, no redirects, no cookies kept."""
-    backend = GuardedBackend(AddressPolicy(settings.allow_private_networks), resolver=resolver)
+    """The one client of a consumer process: guarded, no env proxies, no redirects, no cookies kept.
+
+    `settings.fetch_engine` picks what moves the bytes: aiohttp (the default: far cheaper per page) or httpx's
+    own httpcore; both run the same guard and sit under the same httpx API.
+    """
+    policy = AddressPolicy(settings.allow_private_networks, ports=settings.fetch_allowed_ports)
+    transport: httpx.AsyncBaseTransport
+    if settings.fetch_engine == "aiohttp":
+        from consumer.aiotransport import AiohttpTransport  # aiohttp is a local-only dependency
+
+        transport = AiohttpTransport(policy, resolver=resolver, verify=verify)
+    else:
+        transport = GuardedTransport(GuardedBackend(policy, resolver=resolver), verify=verify)
     timeout = httpx.Timeout(
         connect=settings.fetch_connect_timeout_s,
         read=settings.fetch_read_timeout_s,
@@ -172,7 +189,7 @@ def build_client(
     )
     headers = {"User-Agent": settings.user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING}
     return httpx.AsyncClient(
-        transport=GuardedTransport(backend, verify=verify),
+        transport=transport,
         trust_env=False,
         follow_redirects=False,
         timeout=timeout,

@@ -6,7 +6,7 @@ The producer checks literal hosts at submit time; the consumer checks every reso
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 from shared.errors import BlockedAddress
@@ -14,7 +14,7 @@ from shared.errors import BlockedAddress
 IPAddress = IPv4Address | IPv6Address
 IPNetwork = IPv4Network | IPv6Network
 
-#: Ports a fetch may use unless the address is inside an allowed network.
+#: Ports a fetch may use on public addresses by default (`SCRAPEQ_FETCH_ALLOWED_PORTS`); any inside allowed networks.
 STANDARD_PORTS = frozenset({80, 443})
 
 LOOPBACK = IPv4Address("127.0.0.1")
@@ -28,6 +28,7 @@ _BLOCKED_V4 = tuple(
         "10.0.0.0/8",
         "100.64.0.0/10",  # CGNAT, includes the Alibaba metadata address 100.100.100.200
         "127.0.0.0/8",
+        "168.63.129.16/32",  # Azure's wire server (DHCP, DNS, VM agent): a public address only VMs reach
         "169.254.0.0/16",  # link-local, includes the 169.254.169.254 metadata address
         "172.16.0.0/12",
         "192.0.0.0/24",
@@ -63,10 +64,14 @@ _NUMBER = re.compile(r"(0x[0-9a-f]+|0[0-7]*|[1-9][0-9]*)")
 
 
 class AddressPolicy:
-    """Allows only globally routable unicast addresses, plus whatever lies inside `allow_networks`."""
+    """Allows only globally routable unicast addresses, plus whatever lies inside `allow_networks`.
 
-    def __init__(self, allow_networks: Sequence[IPNetwork] = ()) -> None:
+    `ports` are the ports allowed on public addresses; inside `allow_networks` every port is.
+    """
+
+    def __init__(self, allow_networks: Sequence[IPNetwork] = (), *, ports: Iterable[int] = STANDARD_PORTS) -> None:
         self._allow = tuple(allow_networks)
+        self.ports = frozenset(ports)
 
     def is_exempt(self, ip: IPAddress) -> bool:
         """Whether `ip` (or the IPv4 address it wraps) is inside one of the allowed networks."""
@@ -77,8 +82,13 @@ class AddressPolicy:
         return self.is_exempt(ip) or is_public(ip)
 
     def port_allowed(self, ip: IPAddress, port: int) -> bool:
-        """Ports other than 80/443 only inside allowed networks: no probing SSH, Redis... on the internet."""
-        return port in STANDARD_PORTS or self.is_exempt(ip)
+        """Ports other than `ports` only inside allowed networks: no probing SSH, Redis... on the internet."""
+        return port in self.ports or self.is_exempt(ip)
+
+    def describe_ports(self) -> str:
+        """The allowed ports, for refusal messages: "80 and 443"."""
+        names = [str(port) for port in sorted(self.ports)] or ["none"]
+        return " and ".join(names) if len(names) <= 2 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def is_public(ip: IPAddress) -> bool:

@@ -7,9 +7,11 @@ import sys
 from ipaddress import ip_address, ip_network
 
 import pytest
+from pydantic import ValidationError
 
 from shared.errors import BlockedAddress
 from shared.guard import AddressPolicy, check_host, embedded_ipv4, is_public, literal_address
+from shared.settings import Settings
 
 DEFAULT = AddressPolicy()
 
@@ -36,6 +38,9 @@ VERDICTS = [
     ("127.0.0.1", False),
     ("127.255.255.254", False),
     ("169.254.169.254", False),  # AWS / GCP / Azure metadata
+    ("168.63.129.16", False),  # Azure's wire server: public in form, reachable only from inside Azure
+    ("168.63.129.17", True),
+    ("fd00:ec2::254", False),  # AWS metadata over IPv6 (ULA)
     ("172.16.0.1", False),
     ("172.31.255.255", False),
     ("172.32.0.1", True),
@@ -234,6 +239,26 @@ def test_allow_list_matches_the_address_as_given() -> None:
 def test_other_ports_only_inside_allowed_networks(address: str, port: int, allowed: bool) -> None:
     policy = AddressPolicy([ip_network("127.0.0.0/8")])
     assert policy.port_allowed(ip_address(address), port) is allowed
+
+
+def test_the_allowed_ports_can_be_configured() -> None:
+    policy = AddressPolicy([ip_network("127.0.0.0/8")], ports=[443, 8443])
+    assert policy.port_allowed(ip_address("93.184.216.34"), 8443)
+    assert not policy.port_allowed(ip_address("93.184.216.34"), 80)
+    assert policy.port_allowed(ip_address("127.0.0.1"), 80)  # any port inside the allowed networks
+    assert (policy.describe_ports(), DEFAULT.describe_ports()) == ("443 and 8443", "80 and 443")
+    assert AddressPolicy(ports=[80, 443, 8080]).describe_ports() == "80, 443 and 8080"
+
+
+@pytest.mark.parametrize(("value", "ports"), [("80,443", (80, 443)), (" 443 , 8443 ", (443, 8443)), ("", ())])
+def test_allowed_ports_setting_is_comma_separated(value: str, ports: tuple[int, ...]) -> None:
+    assert Settings(fetch_allowed_ports=value).fetch_allowed_ports == ports  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["0", "65536", "http"])
+def test_allowed_ports_setting_refuses_what_is_not_a_port(value: str) -> None:
+    with pytest.raises(ValidationError):
+        Settings(fetch_allowed_ports=value)  # type: ignore[arg-type]
 
 
 def test_is_public_ignores_the_allow_list() -> None:
