@@ -74,9 +74,10 @@ class CrawlSlice:
         self.commit_seq = state.next_seq
         self.max_seen = task.request.limit * settings.frontier_max_factor + 100
         self._cancel_checked_at = float("-inf")
+        self.deadline = float("inf")
 
     async def run(self) -> SliceResult:
-        deadline = self.clock() + self.settings.slice_max_s
+        deadline = self.deadline = self.clock() + self.settings.slice_max_s
         launched = 0
         cancelled = False
         try:
@@ -107,7 +108,15 @@ class CrawlSlice:
             and self.progress.pages_failed < self.request.limit
             and launched < self.settings.slice_max_pages
             and self.clock() < deadline
+            and (launched == 0 or self.clock() + self._host_wait_s(in_flight) < deadline)
         )
+
+    def _host_wait_s(self, in_flight: int) -> float:
+        """How long the next page would wait for its host: launching no page that could not start before the
+        deadline keeps a paused or Crawl-delayed host from stretching the slice (the first launch of a slice
+        always goes, so every slice makes progress). Visits launched but not yet at the gate count too."""
+        gate, url = self.visitor.gate, self.frontier[0].url
+        return max(gate.wait_s(url), in_flight * gate.delay_of(url))
 
     def _exhausted(self) -> bool:
         limit = self.request.limit
@@ -118,7 +127,8 @@ class CrawlSlice:
         seq = self.next_seq
         self.next_seq += 1
         self.entries[seq] = entry
-        self.window[seq] = asyncio.ensure_future(self.visitor.visit(entry.url, entry.depth, self.request))
+        visit = self.visitor.visit(entry.url, entry.depth, self.request, not_after=self.deadline)
+        self.window[seq] = asyncio.ensure_future(visit)
 
     async def _commit_ready(self) -> Visit | None:
         """Wait for progress, then commit every finished page at the head of the window, in order."""
@@ -165,6 +175,8 @@ class CrawlSlice:
         for link in links:
             if len(self.seen) >= self.max_seen:
                 return
+            if len(link) > self.settings.fetch_max_url_length:
+                continue  # crawl traps grow URLs without end
             key = url_key(link)
             if key in self.seen or not self.scope.allows(link, depth):
                 continue

@@ -184,6 +184,7 @@ class CrawlJobs:
         await self.store.save(task)
         # The checkpoint only matters to a running crawl; later deliveries see the terminal status first.
         await self.store.discard_crawl_state(task.tenant_id, task.task_id)
+        await self.store.mark_ended(task.tenant_id, task.task_id)  # frees its slot in the concurrency quota
         log.info(
             "task %s",
             status.value,

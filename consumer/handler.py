@@ -14,7 +14,8 @@ from consumer.crawljob import CrawlJobs
 from consumer.decision import ACK, Decision, retry
 from consumer.delivery import WebhookSender
 from consumer.fetch import Fetcher
-from consumer.robots import ANY_TYPE, RobotsCache
+from consumer.hostgate import HostGate
+from consumer.robots import FetcherRobots, RobotsCache
 from consumer.visit import Visitor
 from shared.events import EventLog
 from shared.ports import Clock, JobQueue, JsonObject, KeyValueStore
@@ -46,24 +47,28 @@ class JobHandler:
             await self.crawls.handle_dead_letter(body)
 
 
-class FetcherRobots:
-    """robots.txt through the guarded page fetcher (any content type is accepted for it)."""
-
-    def __init__(self, fetcher: Fetcher) -> None:
-        self.fetcher = fetcher
-
-    async def fetch_robots(self, url: str) -> tuple[int, bytes]:
-        result = await self.fetcher.fetch(url, accept=ANY_TYPE)
-        return result.status_code, result.body
-
-
 def make_handler(
     settings: Settings, *, kv: KeyValueStore, jobs: JobQueue, client: httpx.AsyncClient, clock: Clock = time.time
 ) -> JobHandler:
-    """The consumer's object graph over one shared HTTP client; the same locally and in the consumer Worker."""
+    """The consumer's object graph over one shared HTTP client; the same locally and in the consumer Worker.
+
+    One `HostGate` serves every visit and robots.txt fetch of every task and tenant in this process.
+    """
     fetcher = Fetcher(client, settings=settings)
-    robots = RobotsCache(FetcherRobots(fetcher), ttl_s=settings.robots_cache_ttl_s, clock=clock)
-    visitor = Visitor(fetcher=fetcher, robots=robots, max_links=settings.fetch_max_links_per_page)
+    gate = HostGate(
+        max_concurrency=settings.host_max_concurrency,
+        min_delay_s=settings.host_min_delay_s,
+        max_delay_s=settings.host_max_delay_s,
+    )
+    robots = RobotsCache(FetcherRobots(fetcher, gate), ttl_s=settings.robots_cache_ttl_s, clock=clock)
+    visitor = Visitor(
+        fetcher=fetcher,
+        robots=robots,
+        gate=gate,
+        max_links=settings.fetch_max_links_per_page,
+        retries=settings.page_retries,
+        clock=clock,
+    )
     events = EventLog(kv, jobs, retention_s=settings.event_retention_s)
     crawls = CrawlJobs(store=TaskStore(kv), jobs=jobs, events=events, visitor=visitor, settings=settings, clock=clock)
     webhooks = WebhookSender(

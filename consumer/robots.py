@@ -1,7 +1,9 @@
 """robots.txt per RFC 9309, fetched once per origin and cached for the worker's lifetime (with a TTL).
 
 2xx → the rules (the first 500 KiB); 4xx → everything allowed; 5xx or unreachable → nothing allowed for
-now, cached only briefly so the host is tried again soon.
+now, cached only briefly so the host is tried again soon. Up to 5 redirects are followed (each hop guarded);
+more count as "unavailable" (everything allowed), as RFC 9309 §2.3.1.2 permits. A robots.txt the network
+guard refuses to fetch counts as unavailable too: each page then meets the guard on its own.
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ from urllib.parse import urlsplit
 
 from protego import Protego
 
-from shared.errors import FetchError
+from consumer.fetch import Fetcher
+from consumer.hostgate import HostGate
+from shared.errors import BlockedAddress, FetchError, TooManyRedirects
 from shared.ports import Clock
 
 log = logging.getLogger(__name__)
 
 MAX_ROBOTS_BYTES = 500 * 1024
+#: RFC 9309 §2.3.1.2: "at least five consecutive redirects".
+MAX_ROBOTS_REDIRECTS = 5
 UNREACHABLE_TTL_S = 60.0
 ROBOTS_TOKEN = "scrapeq"
 
@@ -36,6 +42,21 @@ class RobotsSource(Protocol):
     """What the cache needs from a fetcher: the status and body of a URL."""
 
     async def fetch_robots(self, url: str) -> tuple[int, bytes]: ...
+
+
+class FetcherRobots:
+    """robots.txt through the guarded page fetcher, inside the host's gate: any type, 5 hops, first 500 KiB."""
+
+    def __init__(self, fetcher: Fetcher, gate: HostGate) -> None:
+        self.fetcher = fetcher
+        self.gate = gate
+
+    async def fetch_robots(self, url: str) -> tuple[int, bytes]:
+        async with self.gate.slot(url):
+            result = await self.fetcher.fetch(
+                url, accept=ANY_TYPE, max_redirects=MAX_ROBOTS_REDIRECTS, truncate_at=MAX_ROBOTS_BYTES
+            )
+        return result.status_code, result.body
 
 
 @dataclass(frozen=True)
@@ -112,6 +133,13 @@ class RobotsCache:
     async def _load(self, origin: str) -> Rules:
         try:
             status, body = await self.source.fetch_robots(origin + "/robots.txt")
+        except TooManyRedirects:
+            log.info("robots.txt of %s redirects too often: treated as unavailable", origin)
+            return Rules(None, allow_all=True, expires_at=self.clock() + self.ttl_s)
+        except BlockedAddress:
+            # Not the site's answer but our refusal (its host or a hop is not public): no rules to obey, and
+            # every page is refused or fetched by the same guard. Short-lived, as DNS may change.
+            return Rules(None, allow_all=True, expires_at=self.clock() + UNREACHABLE_TTL_S)
         except FetchError as exc:
             log.info("robots.txt unreachable for %s (%s): disallowing for now", origin, exc.code)
             return Rules(None, allow_all=False, expires_at=self.clock() + UNREACHABLE_TTL_S, unreachable=True)

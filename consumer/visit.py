@@ -1,16 +1,24 @@
-"""Visiting one URL: robots check, fetch, extraction, and the resulting page record (or per-page error)."""
+"""Visiting one URL: robots check, the host's gate, fetch (tried again after a 429/503), extraction, and the
+resulting page record (or per-page error)."""
 
 from __future__ import annotations
 
 import enum
 import hashlib
+import logging
+import time
 from dataclasses import dataclass, field
 
 from consumer.extract import decode_body, extract
 from consumer.fetch import Fetcher, FetchResult
+from consumer.hostgate import HostGate
+from consumer.politeness import pause_for
 from consumer.robots import RobotsCache
 from shared.errors import FetchError
 from shared.models import Format, Page, PageError, ScrapeRequest
+from shared.ports import Clock
+
+log = logging.getLogger(__name__)
 
 #: Status codes worth trying again later (RFC 9110 semantics plus common CDN codes).
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 522, 524})
@@ -35,20 +43,34 @@ class Visit:
 class Visitor:
     """Turns a URL into a `Visit`; everything a hostile page can do ends here as a per-page error."""
 
-    def __init__(self, *, fetcher: Fetcher, robots: RobotsCache, max_links: int) -> None:
+    def __init__(
+        self,
+        *,
+        fetcher: Fetcher,
+        robots: RobotsCache,
+        gate: HostGate,
+        max_links: int,
+        retries: int = 2,
+        clock: Clock = time.time,
+    ) -> None:
         self.fetcher = fetcher
         self.robots = robots
+        self.gate = gate
         self.max_links = max_links
+        self.retries = retries
+        self.clock = clock
 
-    async def visit(self, url: str, depth: int, request: ScrapeRequest) -> Visit:
+    async def visit(self, url: str, depth: int, request: ScrapeRequest, *, not_after: float | None = None) -> Visit:
+        """`not_after` (a `clock` time): no 429/503 retry is started whose pause would end after it."""
         rules = await self.robots.rules_for(url)
         if not rules.allowed(url):
             if not rules.unreachable:
                 return Visit(Outcome.SKIPPED)
             error = PageError(code="robots_unreachable", message="robots.txt could not be fetched; retrying later")
             return Visit(Outcome.SKIPPED, Page(url=url, depth=depth, error=error), retryable=True)
+        self.gate.crawl_delay(url, rules.crawl_delay())
         try:
-            result = await self.fetcher.fetch(url)
+            result = await self._fetch(url, not_after)
         except FetchError as exc:
             error = PageError(code=exc.code, message=str(exc) or exc.code)
             return Visit(Outcome.FAILED, Page(url=url, depth=depth, error=error), retryable=exc.retryable)
@@ -57,6 +79,28 @@ class Visitor:
             page = Page(url=url, final_url=result.final_url, status_code=result.status_code, depth=depth, error=error)
             return Visit(Outcome.FAILED, page, retryable=result.status_code in RETRYABLE_STATUS)
         return self._page(result, depth, request)
+
+    async def _fetch(self, url: str, not_after: float | None) -> FetchResult:
+        """Fetch inside the host's gate; a 429/503 pauses the host, and the page is tried again after it."""
+        attempt = 0
+        while True:
+            async with self.gate.slot(url):
+                result = await self.fetcher.fetch(url)
+            attempt += 1
+            pause = pause_for(
+                result.status_code,
+                result.headers.get("retry-after"),
+                attempt=attempt,
+                retries=self.retries,
+                max_s=self.gate.max_delay_s,
+                now=self.clock(),
+            )
+            if pause is None:
+                return result
+            self.gate.pause(url, pause.host_s)  # every task's requests to this host wait, not only this page's
+            if not pause.retry or (not_after is not None and self.clock() + pause.host_s > not_after):
+                return result
+            log.info("HTTP %d from %s: trying again in %.1f s", result.status_code, url, pause.host_s)
 
     def _page(self, result: FetchResult, depth: int, request: ScrapeRequest) -> Visit:
         formats = set(request.formats)

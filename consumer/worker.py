@@ -29,7 +29,8 @@ def handler_for(env: Any) -> JobHandler:
 
         settings = settings_from_env(env)
         backends = cloudflare_backends(env)
-        transport = JsFetchTransport(fetch, policy=AddressPolicy(settings.allow_private_networks))
+        policy = AddressPolicy(settings.allow_private_networks, ports=settings.fetch_allowed_ports)
+        transport = JsFetchTransport(fetch, policy=policy)
         client = httpx.AsyncClient(
             transport=transport, headers={"User-Agent": settings.user_agent}, trust_env=False, follow_redirects=False
         )

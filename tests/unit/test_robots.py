@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from consumer.robots import MAX_ROBOTS_BYTES, UNREACHABLE_TTL_S, RobotsCache, rules_from_response
-from shared.errors import ConnectFailed
+from shared.errors import BlockedAddress, ConnectFailed, TooManyRedirects
 
 ROBOTS = b"User-agent: *\nDisallow: /private/\nAllow: /private/open/\nCrawl-delay: 2\n"
 
@@ -72,6 +72,17 @@ async def test_an_unreachable_host_disallows_everything() -> None:
     cache = RobotsCache(FakeSource(ConnectFailed("refused")), ttl_s=60, clock=lambda: 0.0)
     rules = await cache.rules_for("http://down.test/a")
     assert rules.unreachable and not rules.allowed("http://down.test/a")
+
+
+@pytest.mark.parametrize(
+    ("error", "ttl_s"),
+    [(TooManyRedirects("more than 5 redirects"), 60.0), (BlockedAddress("10.0.0.1 is not public"), UNREACHABLE_TTL_S)],
+)
+async def test_too_many_redirects_or_a_guard_refusal_mean_unavailable(error: Exception, ttl_s: float) -> None:
+    cache = RobotsCache(FakeSource(error), ttl_s=60, clock=lambda: 0.0)
+    rules = await cache.rules_for("http://s.test/a")
+    assert rules.allowed("http://s.test/a") and not rules.unreachable
+    assert rules.expires_at == ttl_s
 
 
 async def test_cached_rules_expire() -> None:
