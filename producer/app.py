@@ -9,10 +9,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from producer import hooks, problems
-from producer.limits import BodyLimitMiddleware, TokenBucketLimiter
+from producer.limits import BodyLimitMiddleware, RateLimitMiddleware, ip_policy
 from producer.routes import router
 from shared.backends import Backends, open_backends
 from shared.ports import JobQueue
+from shared.ratelimit import Limiters
 from shared.settings import Settings
 
 DESCRIPTION = """Submit crawls, poll their status, read their pages.
@@ -21,9 +22,17 @@ Authenticate with `Authorization: Bearer <api key>`. Errors are RFC 9457 problem
 (`application/problem+json`) with a stable `code`."""
 
 
-def create_app(settings: Settings | None = None, *, backends: Backends[JobQueue] | None = None) -> FastAPI:
-    """Build the API. Without `backends`, the embedded SQLite backends are opened for the app's lifetime."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    backends: Backends[JobQueue] | None = None,
+    limiters: Limiters | None = None,
+) -> FastAPI:
+    """Build the API. Without `backends`, the embedded SQLite backends are opened for the app's lifetime; without
+    `limiters`, rate limits are token buckets in this process."""
     settings = settings or Settings()
+    if limiters is None:
+        limiters = Limiters.local(clock=time.monotonic, max_buckets=settings.rate_limit_max_buckets)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,10 +50,15 @@ def create_app(settings: Settings | None = None, *, backends: Backends[JobQueue]
     app.state.settings = settings
     if backends is not None:
         app.state.backends = backends
-    app.state.rate_limiter = TokenBucketLimiter(
-        rate_per_s=settings.rate_limit_per_s, burst=settings.rate_limit_burst, clock=time.monotonic
-    )
+    app.state.limiters = limiters
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
+    # Added last, so it runs first: a flood is refused before its body is even read.
+    app.add_middleware(
+        RateLimitMiddleware,
+        limiter=limiters.ip,
+        policy=ip_policy(settings),
+        client_ip_header=settings.client_ip_header,
+    )
     problems.install(app)
     app.include_router(router)
     app.include_router(hooks.router)

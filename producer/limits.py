@@ -1,15 +1,24 @@
-"""Request-size limit (an ASGI middleware) and the per-key token bucket behind 429 answers."""
+"""The API's limits as ASGI middleware (request size → 413, requests per client address → 429), the rate policies
+of a request, and the `RateLimit` headers of every limit a request went through."""
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
-from typing import Any
 
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.ports import Clock
+from producer import problems
+from shared.errors import RateLimited
+from shared.ratelimit import RateDecision, RateLimiter, RatePolicy, client_subject, rate_limit_headers
+from shared.settings import Settings
+from shared.tenants import Tenant
+
+#: Where a request's rate decisions are kept (in the ASGI scope's `state`, i.e. `request.state`).
+DECISIONS = "rate_limit_decisions"
+#: A tenant that sets its rate but not its burst gets this many seconds' worth.
+DEFAULT_BURST_S = 5
 
 
 class BodyLimitMiddleware:
@@ -81,53 +90,86 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
+def client_address(scope: Scope, header: str) -> str | None:
+    """The client's address: the last entry of `header` (set by a trusted proxy) if configured and present, else
+    the connection's peer. None when neither is known."""
+    if header:
+        forwarded = Headers(scope=scope).get(header, "").rsplit(",", 1)[-1].strip()
+        if forwarded:
+            return forwarded
+    client = scope.get("client")
+    return str(client[0]) if client else None
 
 
-@dataclass(frozen=True)
-class RateDecision:
-    allowed: bool
-    remaining: int
-    retry_after_s: int
-    limit: int
-    window_s: int
-
-    def headers(self) -> dict[str, str]:
-        out = {
-            "RateLimit-Policy": f'"default";q={self.limit};w={self.window_s}',
-            "RateLimit": f'"default";r={self.remaining};t={self.retry_after_s}',
-        }
-        if not self.allowed:
-            out["Retry-After"] = str(self.retry_after_s)
-        return out
+def ip_policy(settings: Settings) -> RatePolicy:
+    return RatePolicy("ip", settings.ip_rate_limit_per_s, settings.ip_rate_limit_burst)
 
 
-class TokenBucketLimiter:
-    """Token buckets keyed by caller: `rate_per_s` sustained, `burst` at once. In-process state."""
+def rate_policies(settings: Settings, tenant: Tenant) -> tuple[RatePolicy, RatePolicy]:
+    """The per-key and per-tenant policies for `tenant`'s requests. A tenant's own rate replaces both: each
+    key and all keys together get it, so a single-key tenant can use all of it."""
+    own = tenant.limits
+    if own.rate_limit_per_s is None and own.rate_limit_burst is None:
+        return (
+            RatePolicy("key", settings.rate_limit_per_s, settings.rate_limit_burst),
+            RatePolicy("tenant", settings.tenant_rate_limit_per_s, settings.tenant_rate_limit_burst),
+        )
+    rate = own.rate_limit_per_s or settings.tenant_rate_limit_per_s
+    burst = own.rate_limit_burst or max(1, math.ceil(rate * DEFAULT_BURST_S))
+    return RatePolicy("key", rate, burst), RatePolicy("tenant", rate, burst)
 
-    def __init__(self, *, rate_per_s: float, burst: int, clock: Clock, max_keys: int = 100_000) -> None:
-        self.rate_per_s = rate_per_s
-        self.burst = burst
-        self.clock = clock
-        self.max_keys = max_keys
-        self._buckets: dict[Any, _Bucket] = {}
 
-    def take(self, key: Any) -> RateDecision:
-        now = self.clock()
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= self.max_keys:
-                self._buckets.clear()  # crude bound on memory; buckets refill fully in burst / rate seconds
-            bucket = self._buckets[key] = _Bucket(tokens=float(self.burst), updated=now)
-        bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.rate_per_s)
-        bucket.updated = now
-        window_s = max(1, math.ceil(self.burst / self.rate_per_s))
-        if bucket.tokens >= 1:
-            bucket.tokens -= 1
-            refill = math.ceil((self.burst - bucket.tokens) / self.rate_per_s)
-            return RateDecision(True, int(bucket.tokens), refill, self.burst, window_s)
-        retry_after = max(1, math.ceil((1 - bucket.tokens) / self.rate_per_s))
-        return RateDecision(False, 0, retry_after, self.burst, window_s)
+def note_decision(scope: Scope, decision: RateDecision) -> None:
+    """Remember a decision so that its `RateLimit` headers go out with the response, whatever the response."""
+    scope.setdefault("state", {}).setdefault(DECISIONS, []).append(decision)
+
+
+def refusal(decision: RateDecision) -> RateLimited:
+    return RateLimited(
+        f"too many requests for this {_SUBJECTS.get(decision.policy.name, decision.policy.name)}; "
+        f"retry in {decision.retry_after_s} s",
+        headers={"Retry-After": str(decision.retry_after_s)},
+        policy=decision.policy.name,
+    )
+
+
+_SUBJECTS = {"ip": "client address", "key": "API key", "tenant": "tenant"}
+
+
+class RateLimitMiddleware:
+    """Limits every request by client address before anything else runs (authentication included, so floods
+    and key guessing are throttled), then adds the `RateLimit` headers of every limit the request went through
+    (this one, and the per-key and per-tenant ones `authenticate` noted) to whatever response goes out."""
+
+    def __init__(self, app: ASGIApp, *, limiter: RateLimiter, policy: RatePolicy, client_ip_header: str) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.policy = policy
+        self.client_ip_header = client_ip_header
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        decisions: list[RateDecision] = []
+        scope.setdefault("state", {})[DECISIONS] = decisions
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in rate_limit_headers(decisions).items():
+                    headers[name] = value
+            await send(message)
+
+        address = client_address(scope, self.client_ip_header)
+        if address is not None:
+            decision = await self.limiter.take(client_subject(address), self.policy)
+            decisions.append(decision)
+            if not decision.allowed:
+                error = refusal(decision)
+                response = problems.problem(
+                    error.status, error.detail, code=error.code, title=error.title, headers=error.headers, **error.extra
+                )
+                await response(scope, receive, send_with_headers)
+                return
+        await self.app(scope, receive, send_with_headers)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from producer import submit as submission
 from producer.deps import BackendsDep, EventsDep, Principal, PrincipalDep, SettingsDep, TasksDep
+from producer.quotas import Quotas
 from shared.errors import Forbidden, NotFound, ServiceUnavailable, StorageError
 from shared.events import EventLog
 from shared.guard import AddressPolicy
@@ -37,8 +38,8 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         403: "Knowledge base or domain not allowed for this key",
         404: "Unknown task (or another tenant's)",
         413: "Request body too large",
-        422: "Invalid input",
-        429: "Rate limited",
+        422: "Invalid input (`quota_exceeded`: the task alone is over the tenant's pages per day)",
+        429: "Rate limited (`rate_limited`) or a tenant quota used up (`quota_exceeded`)",
     }.items()
 }
 
@@ -91,6 +92,7 @@ async def scrape(
         tasks=tasks,
         jobs=backends.jobs,
         idempotency_ttl_s=settings.idempotency_ttl_s,
+        quotas=Quotas.of(principal.tenant, settings),
     )
     accepted = TaskAccepted(
         task_id=task.task_id,

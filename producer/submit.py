@@ -1,4 +1,4 @@
-"""Accepting a crawl: authorisation of the knowledge base and domain, idempotency, store-then-enqueue."""
+"""Accepting a crawl: authorisation of the knowledge base and domain, idempotency, quotas, store-then-enqueue."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import uuid
 from urllib.parse import urlsplit
 
+from producer.quotas import Quotas, check_quotas
 from shared.errors import BlockedAddress, Forbidden, IdempotencyMismatch, ServiceUnavailable, UrlNotAllowed
 from shared.guard import AddressPolicy, check_host
 from shared.models import CrawlJob, ScrapeRequest, Task, TaskError, TaskStatus, utcnow
@@ -50,13 +51,15 @@ async def submit(
     tasks: TaskStore,
     jobs: JobQueue,
     idempotency_ttl_s: float,
+    quotas: Quotas,
 ) -> tuple[Task, bool]:
     """Store the task, then enqueue its first slice. Returns the task and whether it is new."""
     digest = request_hash(request)
     if idempotency_key is not None:
         existing = await _replay(tenant.tenant_id, idempotency_key, digest, tasks)
         if existing is not None:
-            return existing, False
+            return existing, False  # a replay reserves nothing more
+    await check_quotas(tasks, tenant.tenant_id, pages=request.limit, quotas=quotas, now=utcnow())
     task = Task(task_id=uuid.uuid4().hex, tenant_id=tenant.tenant_id, request=request)
     # The record exists before the job does, so a GET right after the 202 never answers 404.
     await tasks.create(task)
@@ -71,6 +74,7 @@ async def submit(
         task.finished_at = utcnow()
         task.error = TaskError(code="enqueue_failed", message="the job queue did not accept the task")
         await tasks.save(task)
+        await tasks.mark_ended(tenant.tenant_id, task.task_id)
         raise ServiceUnavailable("the job queue is unavailable; retry later", headers={"Retry-After": "5"}) from exc
     log.info("task queued", extra={"task_id": task.task_id, "tenant_id": tenant.tenant_id})
     return task, True

@@ -17,7 +17,7 @@ from shared import logs
 from shared.backends import open_backends
 from shared.errors import ApiError, ScrapeqError
 from shared.settings import Settings
-from shared.tenants import Accounts, ApiKey, Tenant
+from shared.tenants import Accounts, ApiKey, Tenant, TenantLimits
 from shared.transfer import export_lines, import_lines
 
 if TYPE_CHECKING:
@@ -67,6 +67,14 @@ def add_account_commands(sub: Subcommands, *, flags: Callable[[argparse.Argument
     create.add_argument("--allowed-domain", action="append", help="restrict crawls to this domain (repeatable)")
     _leaf(flags, create)
     _leaf(flags, tenant.add_parser("list", help="list tenants"))
+    update = tenant.add_parser("update", help="set a tenant's own rate limit and quotas (the rest keep theirs)")
+    update.add_argument("--tenant", required=True)
+    update.add_argument("--rate-limit-per-s", type=float, help="requests per second, per key and for the tenant")
+    update.add_argument("--rate-limit-burst", type=int, help="requests at once (default: 5 s of the rate)")
+    update.add_argument("--max-concurrent-tasks", type=int, help="tasks queued or running at once (0: no quota)")
+    update.add_argument("--max-pages-per-day", type=int, help="sum of `limit` of a UTC day's tasks (0: no quota)")
+    update.add_argument("--reset", action="store_true", help="first restore the service defaults for every limit")
+    _leaf(flags, update)
     rotate = tenant.add_parser("rotate-secret", help="new webhook secret; deliveries carry both during the overlap")
     rotate.add_argument("--tenant", required=True)
     rotate.add_argument("--overlap-s", type=float, default=24 * 3600, help="seconds the old secret keeps signing")
@@ -128,12 +136,28 @@ async def _with_accounts(settings: Settings, action: Callable[[Accounts], Awaita
 async def _tenant(args: argparse.Namespace, accounts: Accounts) -> None:
     if args.action == "list":
         tenants = await accounts.list_tenants()
-        rows = [{"tenant_id": t.tenant_id, "name": t.name, "knowledge_bases": t.knowledge_bases} for t in tenants]
+        rows = [
+            {
+                "tenant_id": t.tenant_id,
+                "name": t.name,
+                "knowledge_bases": t.knowledge_bases,
+                "limits": t.limits.model_dump(exclude_none=True),
+            }
+            for t in tenants
+        ]
         _emit(
             args,
             {"tenants": rows},
             "\n".join(f"{r['tenant_id']}  {r['name']}  {r['knowledge_bases']}" for r in rows),
         )
+        return
+    if args.action == "update":
+        changes = {name: None for name in TenantLimits.model_fields} if args.reset else {}
+        changes.update({n: v for n in TenantLimits.model_fields if (v := getattr(args, n, None)) is not None})
+        tenant = await accounts.set_limits(args.tenant, changes)
+        limits = tenant.limits.model_dump(exclude_none=True)
+        text = "\n".join(f"{name}: {value}" for name, value in limits.items()) or "(the service defaults)"
+        _emit(args, {"tenant_id": tenant.tenant_id, "limits": limits}, text)
         return
     if args.action == "rotate-secret":
         tenant, secret = await accounts.rotate_webhook_secret(args.tenant, overlap_s=args.overlap_s)

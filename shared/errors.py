@@ -10,6 +10,7 @@ ScrapeqError
 │   │   └── UrlNotAllowed     422 (the network guard refuses the URL's host)
 │   ├── IdempotencyMismatch   422
 │   ├── RateLimited           429
+│   ├── QuotaExceeded         429 (or 422 when no retry can pass; the body names the quota)
 │   └── ServiceUnavailable    503
 ├── StorageError              a backend failed (KV or queue)
 └── FetchError                one page could not be fetched (a per-page error, never a task crash)
@@ -19,7 +20,8 @@ ScrapeqError
     ├── TooManyRedirects
     ├── UnsupportedContentType  a media type the caller does not accept (or binary data)
     ├── UnsupportedEncoding     a Content-Encoding we cannot inflate in bounded steps
-    └── ConnectFailed       DNS, TCP, TLS or protocol failure (a corrupt compressed body too)
+    ├── BadResponse         the answer broke HTTP: oversized header block, truncated body, corrupt gzip...
+    └── ConnectFailed       DNS, TCP or TLS failure, or the connection dropped
 """
 
 from __future__ import annotations
@@ -88,9 +90,19 @@ class IdempotencyMismatch(ApiError):
 
 
 class RateLimited(ApiError):
-    """Too many requests for this key."""
+    """Too many requests from this client address, API key or tenant."""
 
     status, title, code = 429, "Too many requests", "rate_limited"
+
+
+class QuotaExceeded(ApiError):
+    """A tenant quota (concurrent tasks, pages per day) is used up; the body says which."""
+
+    status, title, code = 429, "Quota exceeded", "quota_exceeded"
+
+    def __init__(self, detail: str, *, quota: str, limit: int, status: int = 429, **kwargs: Any) -> None:
+        super().__init__(detail, quota=quota, limit=limit, **kwargs)
+        self.status = status  # type: ignore[misc]  # 422 when the request alone exceeds the quota
 
 
 class ServiceUnavailable(ApiError):
@@ -147,7 +159,14 @@ class UnsupportedEncoding(FetchError):
     code = "unsupported_encoding"
 
 
+class BadResponse(FetchError):
+    """The server's answer broke HTTP: a header block over the client's limit, malformed framing, a body
+    shorter than its Content-Length, a corrupt compressed body. Retryable: truncation is often transient."""
+
+    code, retryable = "bad_response", True
+
+
 class ConnectFailed(FetchError):
-    """DNS, TCP, TLS or protocol failure."""
+    """DNS, TCP or TLS failure, or the connection dropped."""
 
     code, retryable = "connect_error", True

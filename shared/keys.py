@@ -99,6 +99,30 @@ def task_id_of_index(key: str) -> str:
     return key.rsplit(":", 1)[1]
 
 
+def created_ms_of_index(key: str) -> int:
+    """When the task of a `task_index` key was created (epoch ms)."""
+    return _INVERT_MS - int(key.rsplit(":", 2)[1])
+
+
+def pages_checkpoint(tenant_id: str, day_ms: int, until_ms: int) -> str:
+    """The pages reserved by the tenant's tasks created from `day_ms` (a UTC midnight) until `until_ms`; newest
+    first, so the latest checkpoint of a day is the first key under `pages_checkpoints_prefix`."""
+    return f"tenant:{tenant_id}:pagesday:{day_ms}:{_INVERT_MS - until_ms:013d}"
+
+
+def pages_checkpoints_prefix(tenant_id: str, day_ms: int) -> str:
+    return f"tenant:{tenant_id}:pagesday:{day_ms}:"
+
+
+def active_task(tenant_id: str, task_id: str) -> str:
+    """Present while the task is queued or running: the tenant's concurrency is one `list` of these."""
+    return f"tenant:{tenant_id}:active:{task_id}"
+
+
+def active_tasks_prefix(tenant_id: str) -> str:
+    return f"tenant:{tenant_id}:active:"
+
+
 def idempotency(tenant_id: str, idempotency_key: str) -> str:
     # Hashed: the client's key is arbitrary text up to 255 characters, KV keys are at most 512 bytes.
     digest = hashlib.sha256(idempotency_key.encode()).hexdigest()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     user_agent: str = "scrapeq/0.1 (+https://github.com/scrapeq/scrapeq)"
 
     # --- fetching one page
+    #: What moves the bytes in a local consumer: aiohttp (cheap per page) or httpx's own httpcore. Same guard.
+    fetch_engine: Literal["aiohttp", "httpx"] = "aiohttp"
     fetch_connect_timeout_s: float = Field(default=10.0, gt=0)
     fetch_read_timeout_s: float = Field(default=20.0, gt=0)
     #: Deadline for one page, all redirect hops and the whole body included.
@@ -52,6 +54,18 @@ class Settings(BaseSettings):
     #: How often a running crawl looks for a cancel request.
     cancel_check_interval_s: float = Field(default=0.5, ge=0)
     robots_cache_ttl_s: float = Field(default=3600.0, ge=0)
+
+    # --- politeness and the port rule (consumer; README "Crawl rules"). Per consumer process, not global.
+    #: Ports a fetch may use on public addresses; inside `allow_private_networks` every port is allowed.
+    fetch_allowed_ports: Annotated[tuple[int, ...], NoDecode] = (80, 443)
+    #: Requests one consumer process has open to one host at once, over all its tasks and tenants.
+    host_max_concurrency: int = Field(default=4, ge=1, le=256)
+    #: Least time between the starts of two requests to one host; a robots.txt `Crawl-delay` raises it.
+    host_min_delay_s: float = Field(default=0.0, ge=0)
+    #: Cap on a host's `Crawl-delay` and on the pause a 429/503 (`Retry-After`) imposes on it.
+    host_max_delay_s: float = Field(default=10.0, ge=0)
+    #: Times a page answered 429 or 503 is tried again (after `Retry-After` or a backoff) within its visit.
+    page_retries: int = Field(default=2, ge=0, le=10)
 
     # --- queue
     queue_visibility_timeout_s: float = Field(default=300.0, gt=0)
@@ -79,12 +93,42 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = Field(default=10.0, gt=0)
     rate_limit_burst: int = Field(default=50, ge=1)
 
+    # --- abusive clients: rate limits per tenant and per client address, quotas (README "Limits and quotas")
+    #: Token bucket of a tenant, all its keys together (a tenant's own `limits` replace it and the per-key one).
+    tenant_rate_limit_per_s: float = Field(default=20.0, gt=0)
+    tenant_rate_limit_burst: int = Field(default=100, ge=1)
+    #: Token bucket per client address (an IPv6 /64), applied before authentication.
+    ip_rate_limit_per_s: float = Field(default=20.0, gt=0)
+    ip_rate_limit_burst: int = Field(default=100, ge=1)
+    #: Buckets each in-process limiter keeps; beyond, the least recently used are forgotten (memory bound).
+    rate_limit_max_buckets: int = Field(default=20_000, ge=100)
+    #: The request header a proxy in front of the API puts the client's address in (its last entry is used),
+    #: e.g. `X-Forwarded-For`. Empty: the connection's peer. Never set it when clients can reach the API
+    #: directly: they would choose their own address. A Worker always uses `CF-Connecting-IP`.
+    client_ip_header: str = ""
+    #: Default quotas of a tenant: tasks queued or running at once, and pages reserved per UTC day. 0: no quota.
+    max_concurrent_tasks: int = Field(default=20, ge=0)
+    max_pages_per_day: int = Field(default=100_000, ge=0)
+    #: How long a new task index key may take to show in every KV listing: the pages-per-day sum is checkpointed
+    #: only for keys older than this (a Worker uses at least 120 s, KV's propagation being up to ~60 s).
+    quota_settle_s: float = Field(default=1.0, ge=0)
+
     @field_validator("allow_private_networks", mode="before")
     @classmethod
     def _parse_networks(cls, value: Any) -> Any:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         return tuple(ipaddress.ip_network(part, strict=False) for part in value)
+
+    @field_validator("fetch_allowed_ports", mode="before")
+    @classmethod
+    def _parse_ports(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        ports = tuple(int(part) for part in value)
+        if not all(0 < port < 65536 for port in ports):
+            raise ValueError("ports are 1-65535")
+        return ports
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> Settings:

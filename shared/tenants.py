@@ -16,7 +16,7 @@ import zlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from shared import keys
 from shared.errors import InvalidInput, NotFound, Unauthorized
@@ -33,6 +33,19 @@ class WebhookSecret(BaseModel):
     expires_at: datetime | None = None
 
 
+class TenantLimits(BaseModel):
+    """A tenant's own rate limit and quotas; None keeps the service's default (`SCRAPEQ_*` settings)."""
+
+    #: Requests per second, for the tenant as a whole and for each of its keys.
+    rate_limit_per_s: float | None = Field(default=None, gt=0)
+    #: Requests at once (default: 5 seconds' worth of `rate_limit_per_s`).
+    rate_limit_burst: int | None = Field(default=None, ge=1)
+    #: Tasks queued or running at once (0: no quota).
+    max_concurrent_tasks: int | None = Field(default=None, ge=0)
+    #: Pages reserved per UTC day: the sum of `limit` over the tasks submitted that day (0: no quota).
+    max_pages_per_day: int | None = Field(default=None, ge=0)
+
+
 class Tenant(BaseModel):
     tenant_id: str
     name: str
@@ -40,6 +53,7 @@ class Tenant(BaseModel):
     webhook_secrets: list[WebhookSecret]
     #: If set, only these domains (and their subdomains) may be crawled.
     allowed_domains: list[str] | None = None
+    limits: TenantLimits = Field(default_factory=TenantLimits)
     created_at: datetime = Field(default_factory=utcnow)
 
     def signing_secrets(self, now: datetime) -> list[str]:
@@ -166,6 +180,21 @@ class Accounts:
         await self.kv.put(keys.tenant(tenant_id), tenant.model_dump_json())
         await self.audit(tenant_id, "webhook_secret.rotated", detail={"overlap_s": overlap_s})
         return tenant, secret
+
+    async def set_limits(self, tenant_id: str, changes: dict[str, Any]) -> Tenant:
+        """Change some of a tenant's limits (a None value restores the service default)."""
+        unknown = sorted(changes.keys() - TenantLimits.model_fields.keys())
+        if unknown:
+            raise InvalidInput(f"unknown limits: {unknown}")
+        tenant = await self.require_tenant(tenant_id)
+        try:
+            tenant.limits = TenantLimits.model_validate({**tenant.limits.model_dump(), **changes})
+        except ValidationError as exc:
+            reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise InvalidInput(f"invalid limits: {reasons}") from None
+        await self.kv.put(keys.tenant(tenant_id), tenant.model_dump_json())
+        await self.audit(tenant_id, "tenant.limits_updated", detail=tenant.limits.model_dump(exclude_none=True))
+        return tenant
 
     async def create_key(
         self, tenant_id: str, knowledge_bases: list[str] | None = None, *, expires_at: datetime | None = None

@@ -1,5 +1,5 @@
-"""Cloudflare's KV namespace and queue producer bindings behind the ports, the queue consumer's batch dispatch,
-and the JS `fetch` plumbing of `consumer.jsfetch`: the one module that converts between JS and Python values.
+"""Cloudflare's KV namespace, queue producer and Rate Limiting bindings behind the ports, the queue consumer's batch
+dispatch, and the JS `fetch` plumbing of `consumer.jsfetch`: the one module that converts between JS and Python values.
 
 A binding comes in two shapes. workers-runtime-sdk ≥ 1.4 wraps KV, queues and queue batches: results are
 already Python (`None` for null, `JsDict` bodies) and arguments are converted for us. Without the wrapper (the
@@ -39,6 +39,7 @@ from shared.backends.limits import (
 )
 from shared.errors import StorageError
 from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, ListResult, Message
+from shared.ratelimit import RateDecision, RatePolicy
 from shared.retry import backoff_s
 
 if TYPE_CHECKING:
@@ -261,6 +262,49 @@ def settings_from_env(env: Any) -> Settings:
         if value is not None:
             values[name] = value
     return Settings.from_mapping(values)
+
+
+# --- the Rate Limiting binding
+
+
+#: The rate limiter bindings of the producer Worker (`[[ratelimits]]` in wrangler.toml), by the limit they serve.
+RATE_LIMIT_BINDINGS = {"ip": "RATE_LIMIT_IP", "key": "RATE_LIMIT_KEY", "tenant": "RATE_LIMIT_TENANT"}
+#: Their `simple.period`: Cloudflare takes 10 or 60 s only.
+RATE_LIMIT_PERIOD_S = 10
+
+
+class CloudflareRateLimiter:
+    """`RateLimiter` over a Workers Rate Limiting binding: `limit({key})` → `{success}`, counted per Cloudflare
+    location over fixed windows of `period_s`, with the limit configured on the binding (not the policy's).
+
+    It fails open: a limiter that cannot be reached must not take the API down with it.
+    """
+
+    def __init__(self, binding: Any, *, period_s: int = RATE_LIMIT_PERIOD_S) -> None:
+        self._binding = binding
+        self.period_s = period_s
+
+    async def take(self, subject: str, policy: RatePolicy) -> RateDecision:
+        try:
+            outcome = to_py(await _call("rate limit", self._binding.limit, to_js_object({"key": subject})))
+        except StorageError:
+            log.warning("rate limiter %s unreachable; letting the request through", policy.name, exc_info=True)
+            return RateDecision(policy, allowed=True, remaining=None, reset_s=0)
+        success = outcome.get("success") if isinstance(outcome, dict) else getattr(outcome, "success", None)
+        if success is False:
+            # A fixed window: a retry after one period certainly falls into a fresh one.
+            return RateDecision(policy, allowed=False, remaining=0, reset_s=self.period_s)
+        return RateDecision(policy, allowed=True, remaining=None, reset_s=0)
+
+
+def cloudflare_rate_limiters(env: Any) -> dict[str, CloudflareRateLimiter]:
+    """The Worker's rate limiter bindings that exist, by limit name (`ip`, `key`, `tenant`)."""
+    found = {}
+    for name, binding_name in RATE_LIMIT_BINDINGS.items():
+        binding = getattr(env, binding_name, None)
+        if not is_null(binding):
+            found[name] = CloudflareRateLimiter(binding)
+    return found
 
 
 # --- the queue consumer

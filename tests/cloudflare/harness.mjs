@@ -32,6 +32,7 @@ const PROJECT_FILES = [
   "shared/guard.py",
   "shared/urls.py",
   "shared/retry.py",
+  "shared/ratelimit.py",
   "shared/backends/__init__.py",
   "shared/backends/limits.py",
   "shared/backends/cloudflare.py",
@@ -147,19 +148,22 @@ async function main() {
     ...(persistDir ? { kvPersist: persistDir } : {}),
     queueProducers: { JOBS: QUEUE },
     queueConsumers: { [QUEUE]: { maxBatchSize: 100, maxBatchTimeout: 0, maxRetries: 0 } },
+    // A Rate Limiting binding: 3 per fixed minute per key (tests use fresh keys, as its counts outlive a test).
+    ratelimits: { RATE_LIMIT: { simple: { limit: 3, period: 60 } } },
   });
   await mf.ready;
   const jobs = await mf.getQueueProducer("JOBS");
+  const { RATE_LIMIT: rateLimit } = await mf.getBindings();
   let resets = 0;
 
-  // A Worker `env` for the next test: an empty KV namespace as `KV`, the queue producer as `JOBS`.
+  // A Worker `env` for the next test: an empty KV namespace as `KV`, the queue producer as `JOBS`, the rate limiter.
   async function freshEnv() {
     const binding = KV_NAMESPACES[resets++ % KV_NAMESPACES.length];
     await (await mf.dispatchFetch("http://consumer/reset")).text();
     if (resets > KV_NAMESPACES.length) {
       await (await mf.dispatchFetch(`http://consumer/clear?binding=${binding}`)).text();
     }
-    return { KV: await mf.getKVNamespace(binding), JOBS: jobs };
+    return { KV: await mf.getKVNamespace(binding), JOBS: jobs, RATE_LIMIT: rateLimit };
   }
 
   async function received() {

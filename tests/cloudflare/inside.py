@@ -21,13 +21,15 @@ from urllib.parse import urlsplit
 import scrapeq_harness as harness  # type: ignore[import-not-found]  # registered by harness.mjs
 
 from shared.backends import Backends
-from shared.backends.cloudflare import CloudflareQueue, cloudflare_backends, dispatch_batch
+from shared.backends.cloudflare import CloudflareQueue, CloudflareRateLimiter, cloudflare_backends, dispatch_batch
 from shared.ports import Message
+from shared.ratelimit import RatePolicy
 from tests.cloudflare.wire import decode, dumps, encode
 
 Op = Callable[[dict[str, Any]], Awaitable[Any]]
 
 backends: Backends[CloudflareQueue] | None = None
+rate_limiter: CloudflareRateLimiter | None = None
 
 
 def _backends() -> Backends[CloudflareQueue]:
@@ -85,10 +87,21 @@ async def received(args: dict[str, Any]) -> Any:
     return json.loads(await harness.received())
 
 
+async def rate_limit_take(args: dict[str, Any]) -> Any:
+    """One request of `subject` through the Rate Limiting binding's adapter."""
+    if rate_limiter is None:
+        raise RuntimeError("call `reset` first")
+    policy = RatePolicy(args.get("policy", "key"), rate_per_s=1, burst=3)
+    decision = await rate_limiter.take(args["subject"], policy)
+    return {"allowed": decision.allowed, "remaining": decision.remaining, "reset_s": decision.reset_s}
+
+
 async def reset(args: dict[str, Any]) -> Any:
     """The adapters over a Worker env with an empty KV namespace, and no deliveries: each test starts anew."""
-    global backends
-    backends = cloudflare_backends(await harness.freshEnv())
+    global backends, rate_limiter
+    env = await harness.freshEnv()
+    backends = cloudflare_backends(env)
+    rate_limiter = CloudflareRateLimiter(env.RATE_LIMIT, period_s=60)
 
 
 async def info(args: dict[str, Any]) -> Any:
@@ -189,6 +202,7 @@ OPS: dict[str, Op] = {
     "kv.list": kv_list,
     "kv.ping": kv_ping,
     "queue.send": queue_send,
+    "ratelimit.take": rate_limit_take,
     "received": received,
     "reset": reset,
     "info": info,

@@ -19,6 +19,7 @@ import pytest
 
 from scrapeq.cloudflare import configs
 from scrapeq.cloudflare.wrangler import NOT_LOGGED_IN, NotLoggedIn, Wrangler
+from shared.backends import cloudflare
 
 ROOT = Path(__file__).resolve().parents[2]
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
@@ -146,10 +147,30 @@ def test_bindings_are_the_configured_kv_queue_and_vars(dry_run: DryRun) -> None:
     assert by_type["kv_namespace"] == [{"name": "KV", "type": "kv_namespace", "namespace_id": view.kv_id}]
     assert by_type["queue"] == [{"type": "queue", "name": "JOBS", "queue_name": view.jobs_queue}]
     assert {b["name"]: b["text"] for b in by_type["plain_text"]} == view.vars
+    assert by_type.pop("ratelimit", []) == [
+        {"type": "ratelimit", **limit} for limit in rate_limits(dry_run.worker, dry_run.env)
+    ]
     assert set(by_type) == {"kv_namespace", "queue", "plain_text"}
     expected_queue = "scrapeq-jobs" if dry_run.env is None else "scrapeq-jobs-staging"
     assert view.jobs_queue == expected_queue
     assert view.vars["SCRAPEQ_DEAD_LETTER_QUEUE"] == f"scrapeq-jobs-dlq{'' if dry_run.env is None else '-staging'}"
+
+
+def rate_limits(worker: str, env: str | None) -> list[dict[str, Any]]:
+    """The `[[ratelimits]]` of a Worker in an environment, as its config has them."""
+    return list(configs.section(configs.load(ROOT / CONFIG[worker]), env).get("ratelimits", []))
+
+
+def test_the_producer_has_a_rate_limiter_binding_per_limit_and_the_consumer_none(dry_run: DryRun) -> None:
+    limits = rate_limits(dry_run.worker, dry_run.env)
+    if dry_run.worker == "consumer":
+        assert limits == []
+        return
+    assert sorted(limit["name"] for limit in limits) == sorted(cloudflare.RATE_LIMIT_BINDINGS.values())
+    assert {limit["simple"]["period"] for limit in limits} == {cloudflare.RATE_LIMIT_PERIOD_S}
+    other = rate_limits("producer", "staging" if dry_run.env is None else None)
+    # Namespaces are account-wide: staging must not spend production's counters.
+    assert not {limit["namespace_id"] for limit in limits} & {limit["namespace_id"] for limit in other}
 
 
 def test_printed_bindings_table_matches_the_upload(dry_run: DryRun) -> None:
@@ -157,6 +178,9 @@ def test_printed_bindings_table_matches_the_upload(dry_run: DryRun) -> None:
     view = dry_run.view
     assert rows.pop("KV") == (view.kv_id, "KV Namespace")
     assert rows.pop("JOBS") == (view.jobs_queue, "Queue")
+    for limit in rate_limits(dry_run.worker, dry_run.env):
+        simple = limit["simple"]
+        assert rows.pop(limit["name"]) == (f"{simple['limit']} requests/{simple['period']}s", "Rate Limit")
     assert rows == {name: (json.dumps(value), "Environment Variable") for name, value in view.vars.items()}
 
 

@@ -37,6 +37,22 @@ def test_tenant_and_key_commands_print_one_json_object(cli: Cli) -> None:
     assert secret["webhook_secret"] != tenant["webhook_secret"]
 
 
+def test_tenant_update_sets_and_resets_a_tenants_own_limits(cli: Cli) -> None:
+    tenant_id = str(cli.json("tenant", "create", "acme", "--kb", "kb_one")["tenant_id"])
+    updated = cli.json(
+        "tenant", "update", "--tenant", tenant_id, "--rate-limit-per-s", "5", "--max-pages-per-day", "900"
+    )
+    assert updated == {"tenant_id": tenant_id, "limits": {"rate_limit_per_s": 5.0, "max_pages_per_day": 900}}
+    updated = cli.json("tenant", "update", "--tenant", tenant_id, "--max-concurrent-tasks", "3")
+    assert updated["limits"] == {"rate_limit_per_s": 5.0, "max_concurrent_tasks": 3, "max_pages_per_day": 900}
+    [listed] = cli.json("tenant", "list")["tenants"]  # type: ignore[misc]
+    assert listed["limits"] == updated["limits"]
+    assert cli.json("tenant", "update", "--tenant", tenant_id, "--reset")["limits"] == {}
+    refused = cli.run("tenant", "update", "--tenant", tenant_id, "--max-concurrent-tasks", "-1")
+    assert refused.returncode == 2
+    assert "max_concurrent_tasks" in refused.stderr
+
+
 def test_errors_go_to_stderr_with_a_nonzero_exit(cli: Cli) -> None:
     done = cli.run("key", "create", "--tenant", "tn_missing", "--json")
     assert done.returncode == 2

@@ -53,7 +53,8 @@ class FakeKVNamespace:
         names = [k for k in self.keys if k.startswith(prefix)]
         page = names[start : start + limit]
         done = start + limit >= len(names)
-        result: dict[str, Any] = {"keys": [{"name": n} for n in page], "list_complete": done}
+        listed = [{"name": n, **{k: v for k, v in self.data[n][1].items() if k == "metadata"}} for n in page]
+        result: dict[str, Any] = {"keys": listed, "list_complete": done}
         if not done:
             result["cursor"] = str(start + limit)
         return result
@@ -174,8 +175,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield base
 
 
-async def call(producer: Any, env: Any, method: str, path: str, key: str, **kwargs: Any) -> httpx.Response:
-    request = httpx.Request(method, f"https://api.example{path}", headers={"Authorization": f"Bearer {key}"}, **kwargs)
+async def call(
+    producer: Any, env: Any, method: str, path: str, key: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}", **(headers or {})}
+    request = httpx.Request(method, f"https://api.example{path}", headers=headers, **kwargs)
     return await producer.Default(None, env).fetch(types.SimpleNamespace(js_object=request))  # type: ignore[no-any-return]
 
 
@@ -275,3 +279,35 @@ async def test_a_dead_lettered_message_fails_its_task(workers: tuple[Any, Any], 
     task = (await call(producer, env, "GET", f"/tasks/{task_id}", key)).json()
     assert task["status"] == "failed"
     assert task["error"]["code"] == "retries_exhausted"
+
+
+class FakeRateLimiter:
+    """A Rate Limiting binding: `limit({key})` → `{success}`, allowing `limit` calls per key."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit_per_key = limit
+        self.keys: list[str] = []
+
+    async def limit(self, options: dict[str, Any]) -> dict[str, Any]:
+        self.keys.append(options["key"])
+        return {"success": self.keys.count(options["key"]) <= self.limit_per_key}
+
+
+async def test_the_worker_limits_each_cf_connecting_ip_through_the_rate_limit_binding(
+    workers: tuple[Any, Any], env: Any
+) -> None:
+    producer, _ = workers
+    env.RATE_LIMIT_IP, env.RATE_LIMIT_KEY = FakeRateLimiter(2), FakeRateLimiter(100)
+    key = await new_key(env)
+
+    async def get(address: str, forged: str) -> httpx.Response:
+        headers = {"CF-Connecting-IP": address, "X-Forwarded-For": forged}
+        return await call(producer, env, "GET", "/tasks", key, headers=headers)
+
+    assert [(await get("192.0.2.1", f"10.0.0.{n}")).status_code for n in range(3)] == [200, 200, 429]
+    refused = await get("192.0.2.1", "10.0.0.9")
+    assert refused.json()["policy"] == "ip"
+    assert refused.headers["retry-after"] == "10"  # the binding's window
+    assert (await get("2001:db8::1", "10.0.0.1")).status_code == 200
+    assert set(env.RATE_LIMIT_IP.keys) == {"192.0.2.1", "2001:db8::/64"}  # never the forged header
+    assert len(env.RATE_LIMIT_KEY.keys) == 3  # authenticated requests that passed the address limit

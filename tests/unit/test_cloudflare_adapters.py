@@ -14,7 +14,9 @@ from shared.backends import cloudflare
 from shared.backends.cloudflare import (
     CloudflareKV,
     CloudflareQueue,
+    CloudflareRateLimiter,
     cloudflare_backends,
+    cloudflare_rate_limiters,
     dispatch_batch,
     is_js_error,
     list_result,
@@ -26,6 +28,7 @@ from shared.backends.cloudflare import (
 from shared.backends.limits import MAX_DELAY_S
 from shared.errors import StorageError
 from shared.ports import KeyInfo, ListResult, Message
+from shared.ratelimit import RatePolicy
 from tests.fixtures.jsfakes import JsException
 
 
@@ -254,3 +257,33 @@ async def test_a_message_whose_ack_throws_does_not_stop_the_others() -> None:
     batch = SimpleNamespace(queue="q", messages=[Message_("a"), Message_("bad"), Message_("b")])
     await dispatch_batch(batch, handle)
     assert sorted(settled) == ["a", "b"]
+
+
+# --- the Rate Limiting binding
+
+POLICY = RatePolicy("key", rate_per_s=10, burst=50)
+
+
+async def test_a_rate_limit_binding_is_asked_with_the_subject_as_key() -> None:
+    binding = FakeBinding(limit={"success": True})
+    decision = await CloudflareRateLimiter(binding).take("k1", POLICY)
+    assert binding.calls == [("limit", ({"key": "k1"},))]
+    assert decision.allowed and decision.remaining is None  # the binding does not say what is left
+
+
+async def test_a_rate_limit_refusal_asks_for_a_retry_after_one_period() -> None:
+    decision = await CloudflareRateLimiter(FakeBinding(limit={"success": False}), period_s=60).take("k1", POLICY)
+    assert not decision.allowed
+    assert decision.retry_after_s == 60
+    assert decision.policy == POLICY
+
+
+async def test_an_unreachable_rate_limit_binding_lets_the_request_through() -> None:
+    binding = FakeBinding(limit=JsException("Error: internal error"))
+    assert (await CloudflareRateLimiter(binding).take("k1", POLICY)).allowed
+
+
+def test_only_the_rate_limit_bindings_the_worker_has_are_used() -> None:
+    env = SimpleNamespace(RATE_LIMIT_IP=FakeBinding(), RATE_LIMIT_TENANT=FakeBinding())
+    assert sorted(cloudflare_rate_limiters(env)) == ["ip", "tenant"]
+    assert cloudflare_rate_limiters(SimpleNamespace()) == {}

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from shared.backends import Backends
-from shared.errors import Unauthorized
+from shared.errors import InvalidInput, Unauthorized
 from shared.tenants import Accounts, hash_key, new_api_key, parse_api_key
 
 
@@ -42,3 +42,19 @@ async def test_authentication_accepts_the_key_and_nothing_else(backends: Backend
     for wrong in (other, api_key.upper(), api_key + "x"):
         with pytest.raises(Unauthorized):
             await accounts.authenticate(wrong)
+
+
+async def test_a_tenants_limits_change_one_at_a_time_and_are_audited(backends: Backends) -> None:
+    accounts = Accounts(backends.kv)
+    tenant = await accounts.create_tenant("t", ["kb"])
+    await accounts.set_limits(tenant.tenant_id, {"max_concurrent_tasks": 3})
+    await accounts.set_limits(tenant.tenant_id, {"max_pages_per_day": 10})
+    stored = await accounts.require_tenant(tenant.tenant_id)
+    assert stored.limits.model_dump(exclude_none=True) == {"max_concurrent_tasks": 3, "max_pages_per_day": 10}
+    await accounts.set_limits(tenant.tenant_id, {"max_concurrent_tasks": None})  # back to the default
+    assert (await accounts.require_tenant(tenant.tenant_id)).limits.max_concurrent_tasks is None
+    audited = [e for e in await accounts.audit_log(tenant.tenant_id) if e.action == "tenant.limits_updated"]
+    assert [e.detail for e in audited][-1] == {"max_pages_per_day": 10}
+    for wrong in ({"max_concurrent_tasks": -1}, {"rate_limit_per_s": -1}, {"max_tasks": 3}):
+        with pytest.raises(InvalidInput):
+            await accounts.set_limits(tenant.tenant_id, wrong)
