@@ -6,8 +6,11 @@ STAMP  := $(VENV)/.installed
 # Node tools for the Cloudflare side (wrangler; Miniflare + Pyodide for the adapters' contract tests),
 # pinned exactly in package.json; no lockfile is kept.
 NODE_STAMP := node_modules/.installed
+# The benchmarks' peers (Scrapy, aiohttp + selectolax) in their own venv, pinned in benchmarks/requirements.txt.
+BENCH_VENV  := benchmarks/.venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
 
-.PHONY: run test lint typecheck check clean
+.PHONY: run test lint typecheck check clean bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +21,11 @@ $(STAMP): pyproject.toml
 $(NODE_STAMP): package.json
 	npm install --no-audit --no-fund
 	touch $(NODE_STAMP)
+
+$(BENCH_STAMP): benchmarks/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r benchmarks/requirements.txt
+	touch $(BENCH_STAMP)
 
 ## Start the whole service (API + consumer) on the embedded SQLite backend.
 run: $(STAMP)
@@ -36,5 +44,12 @@ typecheck: $(STAMP)
 
 check: lint typecheck test
 
+## Benchmarks against peers, side by side (benchmarks/README.md; knobs REPS, PAGES, ONLY). Installs Debian's
+## nginx and wrk with apt-get if they are missing.
+bench: $(STAMP) $(NODE_STAMP) $(BENCH_STAMP)
+	@test -x /usr/sbin/nginx && command -v wrk >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx wrk)
+	$(BIN)/python benchmarks/run.py
+
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
