@@ -76,7 +76,7 @@ async def submit(
         await tasks.save(task)
         await tasks.mark_ended(tenant.tenant_id, task.task_id)
         raise ServiceUnavailable("the job queue is unavailable; retry later", headers={"Retry-After": "5"}) from exc
-    log.info("task queued", extra={"task_id": task.task_id, "tenant_id": tenant.tenant_id})
+    log.debug("task queued", extra={"task_id": task.task_id, "tenant_id": tenant.tenant_id})
     return task, True
 
 

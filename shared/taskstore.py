@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -117,14 +118,17 @@ class TaskStore:
 
     async def create(self, task: Task) -> None:
         created_ms = int(task.created_at.timestamp() * 1000)
-        await self.save(task)
-        # The index carries the task's `limit`, so a day's reserved pages are one listing (producer/quotas.py).
-        index = keys.task_index(task.tenant_id, created_ms, task.task_id)
-        await self.kv.put(index, task.task_id, metadata={"limit": task.request.limit})
-        kb_id = task.request.knowledge_base_id
-        await self.kv.put(keys.kb_task_index(task.tenant_id, kb_id, created_ms, task.task_id), task.task_id)
-        # Removed when the task ends (`mark_ended`); the TTL only bounds a marker whose removal was lost.
-        await self.kv.put(keys.active_task(task.tenant_id, task.task_id), "1", ttl_s=ACTIVE_MARKER_TTL_S)
+        tenant_id, task_id, kb_id = task.tenant_id, task.task_id, task.request.knowledge_base_id
+        limit = task.request.limit
+        # Four keys of their own, written at once: one transaction on SQLite, four parallel writes on KV.
+        await asyncio.gather(
+            self.save(task),
+            # The index carries the task's `limit`, so a day's reserved pages are one listing (producer/quotas.py).
+            self.kv.put(keys.task_index(tenant_id, created_ms, task_id), task_id, metadata={"limit": limit}),
+            self.kv.put(keys.kb_task_index(tenant_id, kb_id, created_ms, task_id), task_id),
+            # Removed when the task ends (`mark_ended`); the TTL only bounds a marker whose removal was lost.
+            self.kv.put(keys.active_task(tenant_id, task_id), "1", ttl_s=ACTIVE_MARKER_TTL_S),
+        )
 
     async def mark_ended(self, tenant_id: str, task_id: str) -> None:
         """The task no longer counts against its tenant's concurrent tasks (idempotent)."""

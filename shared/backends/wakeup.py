@@ -73,6 +73,7 @@ class ProcessBell:
         self._path: Path | None = None
         self._sender: socket.socket | None = None
         self._failed = not hasattr(socket, "AF_UNIX")
+        self._ring_pending = False
 
     @property
     def listening(self) -> bool:
@@ -94,6 +95,16 @@ class ProcessBell:
             return
         asyncio.get_running_loop().add_reader(listener.fileno(), self._drain)
         self._listener, self._path = listener, path
+
+    def ring_soon(self) -> None:
+        """`ring` once the event loop is done with what it is running: a burst of sends rings once."""
+        if not self._ring_pending:
+            self._ring_pending = True
+            asyncio.get_running_loop().call_soon(self._ring_now)
+
+    def _ring_now(self) -> None:
+        self._ring_pending = False
+        self.ring()
 
     def ring(self) -> None:
         """Wake every listening process (this one included); never blocks, never raises."""

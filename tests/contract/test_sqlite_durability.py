@@ -179,3 +179,31 @@ async def test_a_receiver_in_another_process_wakes_at_once_on_send_without_polli
     await backends.aclose()
     # The fallback poll runs once a second: every message arriving well under that was rung, not polled.
     assert max(lags) < 0.25, lags
+
+
+async def test_concurrent_writes_share_transactions_keep_their_order_and_fail_alone(tmp_path: Path) -> None:
+    from shared.backends.sqlite import SqliteKV
+
+    kv = SqliteKV(tmp_path / "kv.sqlite3")
+    hops = 0
+    run = kv._run
+
+    async def counting_run(*args: Any, **kwargs: Any) -> Any:
+        nonlocal hops
+        hops += 1
+        return await run(*args, **kwargs)
+
+    kv._run = counting_run  # type: ignore[method-assign]
+    try:
+        writes = [kv.put(f"k{i}", f"v{i}") for i in range(200)]
+        writes += [kv.delete(f"k{i}") for i in range(0, 200, 2)]  # issued after their puts: they win
+        bad = kv._write("INSERT INTO no_such_table VALUES (1)", ())
+        outcomes = await asyncio.gather(*writes, bad, return_exceptions=True)
+        assert outcomes[:-1] == [None] * 300
+        assert "no_such_table" in str(outcomes[-1])
+        assert hops <= 3  # one transaction for the lot (and a retry one by one after the bad write)
+        listed = await kv.list(prefix="k")
+        assert sorted(info.name for info in listed.keys) == sorted(f"k{i}" for i in range(1, 200, 2))
+        assert await kv.get("k7") == "v7"
+    finally:
+        await kv.aclose()
