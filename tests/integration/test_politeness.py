@@ -26,8 +26,6 @@ from tests.fixtures.httpserver import LoopbackServer, Route
 
 HTML = [("Content-Type", "text/html")]
 PAGE = b"<!doctype html><html><body><p>page</p></body></html>"
-#: Requests are spaced where they leave the gate; the server sees them after a connection setup that varies.
-JITTER_S = 0.05
 
 
 def polite_settings(tmp_path: Path, **overrides: object) -> Settings:
@@ -39,13 +37,23 @@ Factory = Callable[..., Awaitable[tuple[JobHandler, Settings]]]
 
 
 @pytest.fixture
-async def handlers(tmp_path: Path, backends: Backends) -> AsyncIterator[Factory]:
+def sent() -> list[tuple[float, str]]:
+    """(monotonic time, path) of every request as the client sends it: after the gate, before the network."""
+    return []
+
+
+@pytest.fixture
+async def handlers(tmp_path: Path, backends: Backends, sent: list[tuple[float, str]]) -> AsyncIterator[Factory]:
     """Builds handlers (one per consumer process) over the shared backends; closes their clients after."""
     clients: list[httpx.AsyncClient] = []
+
+    async def note(request: httpx.Request) -> None:
+        sent.append((time.monotonic(), request.url.path))
 
     async def build(**overrides: object) -> tuple[JobHandler, Settings]:
         settings = polite_settings(tmp_path, **overrides)
         clients.append(client := build_client(settings))
+        client.event_hooks["request"].append(note)
         return make_handler(settings, kv=backends.kv, jobs=backends.jobs, client=client), settings
 
     yield build
@@ -121,15 +129,18 @@ async def test_each_consumer_process_has_its_own_gate(
 
 
 async def test_the_minimum_delay_spaces_request_starts(
-    http_server: LoopbackServer, backends: Backends, handlers: Factory
+    http_server: LoopbackServer, backends: Backends, handlers: Factory, sent: list[tuple[float, str]]
 ) -> None:
     site(http_server, 3)
     handler, _ = await handlers(host_min_delay_s=0.2)
     await submit(backends, "tn_alice", http_server.url("/"), limit=4)
     await run_concurrently(backends, handler)
-    starts = [hit.at for hit in http_server.hits if hit.path != "/robots.txt"]
+    assert len([hit for hit in http_server.hits if hit.path != "/robots.txt"]) == 4
+    # Measured where the requests leave the client: on a loaded machine the server may see two of them closer
+    # together than they were sent (the earlier one's connection set up late), which says nothing of the gate.
+    starts = [at for at, path in sent if path != "/robots.txt"]
     assert len(starts) == 4
-    assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.2 - JITTER_S
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.2 - 0.01  # timer granularity only
 
 
 def busy(status: int, retry_after: str | None) -> Route:
@@ -220,7 +231,7 @@ async def test_no_retry_outlives_the_slice_and_pages_stay_in_frontier_order(
 
 
 async def test_a_crawl_delayed_host_gets_no_more_pages_in_a_slice_than_can_start_before_its_deadline(
-    http_server: LoopbackServer, backends: Backends, handlers: Factory
+    http_server: LoopbackServer, backends: Backends, handlers: Factory, sent: list[tuple[float, str]]
 ) -> None:
     site(http_server, 6)
     http_server.route("/robots.txt", headers={"Content-Type": "text/plain"}, body=b"User-agent: *\nCrawl-delay: 0.25\n")
@@ -228,10 +239,10 @@ async def test_a_crawl_delayed_host_gets_no_more_pages_in_a_slice_than_can_start
     task = await submit(backends, "tn_alice", http_server.url("/"), limit=7)
     began = time.monotonic()
     await run_concurrently(backends, handler)
-    starts = [hit.at for hit in http_server.hits if hit.path != "/robots.txt"]
+    starts = [at for at, path in sent if path != "/robots.txt"]
     done = await stored(backends, task)
     assert (done.status, done.progress.pages_done) == ("completed", 7)
-    assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.25 - JITTER_S
+    assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.25 - 0.01
     # 7 pages 0.25 s apart do not fit one 0.6 s slice (it used to launch them all and overrun): it checkpoints
     assert done.slices >= 2
     assert time.monotonic() - began < 5.0

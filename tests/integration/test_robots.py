@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from consumer.fetch import Fetcher
@@ -197,11 +198,19 @@ async def test_crawl_delay_spaces_the_requests_to_the_host_up_to_the_cap(
         http_server.route(path, headers=HTML, body=b"<p>page</p>")
     settings = robots_settings(tmp_path, crawl_concurrency=8, host_max_delay_s=cap_s)
     began = time.monotonic()
+    sent: list[float] = []
+
+    async def note(request: httpx.Request) -> None:
+        if request.url.path != "/robots.txt":
+            sent.append(time.monotonic())
+
     async with build_client(settings) as client:
+        client.event_hooks["request"].append(note)
         await start(backends, http_server.url("/"), limit=10)
         await drain(backends, make_handler(settings, kv=backends.kv, jobs=backends.jobs, client=client))
-    starts = [hit.at for hit in http_server.hits if hit.path != "/robots.txt"]
-    gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert len(starts) == 5
-    assert min(gaps) >= expected_s - 0.05, gaps  # spaced at the gate; connection setup adds jitter
+    assert len([hit for hit in http_server.hits if hit.path != "/robots.txt"]) == 5
+    # Measured as the requests leave the client (after the gate): the server's arrival times add connection jitter.
+    gaps = [b - a for a, b in itertools.pairwise(sent)]
+    assert len(sent) == 5
+    assert min(gaps) >= expected_s - 0.01, gaps
     assert time.monotonic() - began < 5 * expected_s + 1.5  # and capped: 30 s asked, 0.2 s honoured
