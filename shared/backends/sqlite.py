@@ -1,5 +1,6 @@
 """KV and queues in one embedded SQLite file shared by several processes (WAL). Each object owns one
-connection, used only on its own single-thread executor, so the event loop never waits on SQLite.
+connection, used only on its own single-thread executor, so the event loop never waits on SQLite
+(`sqlitedb` has the connections and the writer thread).
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
 from shared.backends import QueueStats
 from shared.backends.limits import (
@@ -30,201 +30,14 @@ from shared.backends.limits import (
     new_message_id,
     prefix_end,
 )
+from shared.backends.sqlitedb import Params, SqliteClient, connect_reader, immediate
 from shared.backends.wakeup import ProcessBell, Wakeup, receive_waiting
 from shared.errors import StorageError
 from shared.ports import MAX_LIST_LIMIT, Clock, JsonObject, KeyInfo, ListResult, Message
 
 logger = logging.getLogger(__name__)
 
-P = ParamSpec("P")
-T = TypeVar("T")
 _Delivery = tuple[list[Message], float | None, int]  # messages, next visible time, dead-lettered count
-_Params = tuple[Any, ...] | dict[str, Any]
-_Write = tuple[str, _Params]
-
-SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration step in `_migrate`.
-BUSY_TIMEOUT_MS = 10_000
-# WAL readers only wait in rare moments (recovery after a crash); the event loop must not wait long then.
-READER_BUSY_TIMEOUT_MS = 200
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS kv (
-        key TEXT PRIMARY KEY NOT NULL,
-        value TEXT NOT NULL,
-        expires_at REAL,
-        metadata TEXT
-    )""",
-    "CREATE INDEX IF NOT EXISTS kv_expiry ON kv (expires_at) WHERE expires_at IS NOT NULL",
-    """CREATE TABLE IF NOT EXISTS queue_messages (
-        seq INTEGER PRIMARY KEY,
-        id TEXT NOT NULL UNIQUE,
-        queue TEXT NOT NULL,
-        body TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        visible_at REAL NOT NULL,
-        lease TEXT,
-        enqueued_at REAL NOT NULL
-    )""",
-    # Receive reads this index from its start: the oldest visible messages, whatever the backlog.
-    "CREATE INDEX IF NOT EXISTS queue_ready ON queue_messages (queue, visible_at)",
-    # Only delivered messages: finding lapsed leases never walks the waiting backlog.
-    "CREATE INDEX IF NOT EXISTS queue_leased ON queue_messages (queue, visible_at) WHERE lease IS NOT NULL",
-)
-
-
-def _connect(path: Path) -> sqlite3.Connection:
-    # Autocommit: every statement commits on its own unless we open a transaction with `_immediate`.
-    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        # WAL with synchronous=NORMAL: a commit is in the WAL file (in the OS page cache) before it returns,
-        # so SIGKILL of any process loses nothing committed and the next open recovers; only an OS crash or a
-        # power cut can lose the last few commits, never corrupt the file.
-        conn.execute("PRAGMA synchronous = NORMAL")
-        _migrate(conn)
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _connect_reader(path: Path) -> sqlite3.Connection:
-    """A connection for reads on the event loop's thread: it may never write, and never waits long."""
-    conn = _connect(path)  # the schema exists before the first read
-    conn.execute("PRAGMA query_only = ON")
-    conn.execute(f"PRAGMA busy_timeout = {READER_BUSY_TIMEOUT_MS}")
-    return conn
-
-
-@contextlib.contextmanager
-def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
-    """A write transaction holding the write lock from the start: no two processes update the same rows."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    with _immediate(conn):
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise StorageError(f"database schema {version} is newer than this scrapeq ({SCHEMA_VERSION})")
-        if version < SCHEMA_VERSION:
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-
-
-class _SqliteClient:
-    """One connection on one thread; opened on first use, so opening never blocks the event loop."""
-
-    def __init__(self, path: Path, *, clock: Clock) -> None:
-        self.path = Path(path)
-        self._clock = clock
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scrapeq-sqlite")
-        self._conn: sqlite3.Connection | None = None
-        self._closed = False
-        self._batch: list[tuple[_Write, asyncio.Future[int]]] = []
-        self._flusher: asyncio.Task[None] | None = None
-
-    def _submit(
-        self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kwargs: P.kwargs
-    ) -> Future[T]:
-        if self._closed:
-            raise StorageError(f"SQLite backend {self.path} is closed")
-
-        def job() -> T:
-            if self._conn is None:
-                self._conn = _connect(self.path)
-            return fn(self._conn, *args, **kwargs)
-
-        return self._executor.submit(job)
-
-    async def _wait(self, future: Future[T]) -> T:
-        try:
-            return await asyncio.wrap_future(future)
-        except sqlite3.Error as exc:
-            raise StorageError(f"SQLite {self.path}: {exc}") from exc
-
-    async def _run(self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await self._wait(self._submit(fn, *args, **kwargs))
-
-    async def _write(self, sql: str, params: _Params) -> int:
-        """One write statement, committed before this returns; its row count.
-
-        Group commit: writes that arrive while the thread is busy wait together and go in one transaction
-        (one hop to the thread, one commit), each with its own outcome: under load a request's several writes
-        cost about as much as one.
-        """
-        if self._closed:
-            raise StorageError(f"SQLite backend {self.path} is closed")
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._batch.append(((sql, params), future))
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
-        return await future
-
-    async def _flush(self) -> None:
-        try:
-            while self._batch:
-                batch, self._batch = self._batch, []
-                try:
-                    outcomes = await self._run(_apply_writes, [write for write, _ in batch])
-                except Exception as exc:  # the database could not be opened, or the thread is gone
-                    outcomes = [exc] * len(batch)
-                for (_, future), outcome in zip(batch, outcomes, strict=True):
-                    if future.done():  # its caller was cancelled; the write happened all the same
-                        continue
-                    if isinstance(outcome, sqlite3.Error):
-                        future.set_exception(StorageError(f"SQLite {self.path}: {outcome}"))
-                    elif isinstance(outcome, Exception):
-                        future.set_exception(outcome)
-                    else:
-                        future.set_result(outcome)
-        finally:
-            self._flusher = None
-
-    async def ping(self) -> None:
-        """Open the database (creating the schema) and run a query; StorageError if that fails."""
-        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
-
-    def _close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            if self._flusher is not None:
-                await asyncio.shield(self._flusher)  # writes already accepted are committed first
-            try:
-                await self._wait(self._executor.submit(self._close))
-            finally:
-                self._executor.shutdown(wait=False)
-
-
-def _apply_writes(conn: sqlite3.Connection, writes: list[_Write]) -> list[int | Exception]:
-    """Run `writes` in one transaction (one alone needs none); if any fails, each on its own, so one bad
-    write fails alone. Returns each write's row count or error."""
-    if len(writes) > 1:
-        try:
-            with _immediate(conn):
-                return [conn.execute(sql, params).rowcount for sql, params in writes]
-        except sqlite3.Error:
-            pass
-    outcomes: list[int | Exception] = []
-    for sql, params in writes:
-        try:
-            outcomes.append(conn.execute(sql, params).rowcount)
-        except sqlite3.Error as exc:
-            outcomes.append(exc)
-    return outcomes
 
 
 def _log_failure(future: asyncio.Future[int]) -> None:
@@ -249,7 +62,7 @@ SET value = excluded.value, expires_at = excluded.expires_at, metadata = exclude
 """
 
 
-class SqliteKV(_SqliteClient):
+class SqliteKV(SqliteClient):
     """Workers KV over the `kv` table. Expired rows are invisible at once and deleted lazily.
 
     Reads run inline on a second, read-only connection of the event loop's thread: in WAL mode a reader never
@@ -270,7 +83,7 @@ class SqliteKV(_SqliteClient):
             raise StorageError(f"SQLite backend {self.path} is closed")
         try:
             if self._reader is None:
-                self._reader = _connect_reader(self.path)
+                self._reader = connect_reader(self.path)
             return self._reader.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise StorageError(f"SQLite {self.path}: {exc}") from exc
@@ -295,7 +108,7 @@ class SqliteKV(_SqliteClient):
             self._batch_only(purge, (now, self.PURGE_BATCH))
         await self._write(_UPSERT, row)
 
-    def _batch_only(self, sql: str, params: _Params) -> None:
+    def _batch_only(self, sql: str, params: Params) -> None:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_log_failure)
         self._batch.append(((sql, params), future))
@@ -342,7 +155,7 @@ _COUNT_READY = "SELECT count(*), sum(visible_at <= :now) FROM queue_messages WHE
 _COUNT_LEASED = f"SELECT count(*) FROM {_LAPSED[0]} WHERE queue = :queue AND lease IS NOT NULL AND visible_at > :now"
 
 
-class SqliteQueue(_SqliteClient):
+class SqliteQueue(SqliteClient):
     """A queue in the `queue_messages` table: leases, retries, and dead-lettering into another queue of
     the same database (the row just changes queue, keeping id and body)."""
 
@@ -413,7 +226,7 @@ class SqliteQueue(_SqliteClient):
 
     def _deliver(self, conn: sqlite3.Connection, max_messages: int, now: float) -> _Delivery:
         params = {"queue": self.name, "now": now, "max_retries": self.max_retries}
-        with _immediate(conn):
+        with immediate(conn):
             dead_lettered = self._retire(conn, _LAPSED, params)
             deliver = {**params, "lease_until": now + self._visibility_timeout_s, "limit": max_messages}
             rows = conn.execute(_DELIVER, deliver).fetchall()
