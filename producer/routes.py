@@ -11,7 +11,6 @@ from fastapi.responses import JSONResponse
 
 from producer import submit as submission
 from producer.deps import BackendsDep, EventsDep, Principal, PrincipalDep, SettingsDep, TasksDep
-from producer.quotas import Quotas
 from shared.errors import Forbidden, NotFound, ServiceUnavailable, StorageError
 from shared.events import EventLog
 from shared.guard import AddressPolicy
@@ -26,6 +25,7 @@ from shared.models import (
     TaskPublic,
     TaskStatus,
 )
+from shared.quotas import Quotas
 from shared.taskstore import TaskStore
 
 router = APIRouter()

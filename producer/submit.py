@@ -7,11 +7,12 @@ import logging
 import uuid
 from urllib.parse import urlsplit
 
-from producer.quotas import Quotas, check_quotas
+from producer.quotas import reserve_quotas
 from shared.errors import BlockedAddress, Forbidden, IdempotencyMismatch, ServiceUnavailable, UrlNotAllowed
 from shared.guard import AddressPolicy, check_host
 from shared.models import CrawlJob, ScrapeRequest, Task, TaskError, TaskStatus, utcnow
 from shared.ports import JobQueue
+from shared.quotas import Quotas
 from shared.taskstore import IdempotencyRecord, TaskStore
 from shared.tenants import ApiKey, Tenant
 
@@ -59,10 +60,16 @@ async def submit(
         existing = await _replay(tenant.tenant_id, idempotency_key, digest, tasks)
         if existing is not None:
             return existing, False  # a replay reserves nothing more
-    await check_quotas(tasks, tenant.tenant_id, pages=request.limit, quotas=quotas, now=utcnow())
     task = Task(task_id=uuid.uuid4().hex, tenant_id=tenant.tenant_id, request=request)
-    # The record exists before the job does, so a GET right after the 202 never answers 404.
-    await tasks.create(task)
+    await reserve_quotas(
+        tasks.quotas, tenant.tenant_id, task.task_id, pages=request.limit, quotas=quotas, now=task.created_at
+    )
+    try:
+        # The record exists before the job does, so a GET right after the 202 never answers 404.
+        await tasks.create(task)
+    except BaseException:
+        await tasks.mark_ended(tenant.tenant_id, task.task_id)  # a task that never was holds no place
+        raise
     if idempotency_key is not None:
         record = IdempotencyRecord(task_id=task.task_id, request_hash=digest)
         await tasks.save_idempotency(tenant.tenant_id, idempotency_key, record, ttl_s=idempotency_ttl_s)

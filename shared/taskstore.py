@@ -15,16 +15,11 @@ from pydantic import BaseModel
 from shared import keys
 from shared.errors import InvalidInput
 from shared.models import CrawlState, Page, Task, TaskStatus
-from shared.ports import MAX_LIST_LIMIT, KeyInfo, KeyValueStore, scan
+from shared.ports import KeyValueStore, scan
+from shared.quotas import QuotaLedger, ledger_for
 
 T = TypeVar("T")
 
-#: A task's "active" marker outlives any real crawl; it only matters if the task's end never removed it.
-ACTIVE_MARKER_TTL_S = 7 * 24 * 3600
-#: A pages-per-day checkpoint is written once this many settled index keys are past the latest one, so a
-#: submit lists at most about this many plus the keys of the last `quota_settle_s`.
-PAGES_CHECKPOINT_EVERY = 50
-PAGES_CHECKPOINT_TTL_S = 2 * 24 * 3600
 #: A page of `GET /tasks/{id}/pages` stops growing past this many bytes of JSON.
 MAX_PAGES_RESPONSE_BYTES = 10 * 1024 * 1024
 
@@ -35,13 +30,6 @@ class Claim(BaseModel):
     slice: int
     owner: str
     expires_at: float
-
-
-class PagesCheckpoint(BaseModel):
-    """The pages a tenant's tasks reserved from the start of a UTC day until `until_ms` (written once)."""
-
-    until_ms: int
-    pages: int
 
 
 class IdempotencyRecord(BaseModel):
@@ -115,82 +103,24 @@ class TaskStore:
 
     def __init__(self, kv: KeyValueStore) -> None:
         self.kv = kv
+        #: Where the tenant's quotas are counted: the storage's own ledger, or KV keys (`shared.quotas`).
+        self.quotas: QuotaLedger = ledger_for(self)
 
     async def create(self, task: Task) -> None:
         created_ms = int(task.created_at.timestamp() * 1000)
         tenant_id, task_id, kb_id = task.tenant_id, task.task_id, task.request.knowledge_base_id
         limit = task.request.limit
-        # Four keys of their own, written at once: one transaction on SQLite, four parallel writes on KV.
+        # Three keys of their own, written at once: one transaction on SQLite, three parallel writes on KV.
         await asyncio.gather(
             self.save(task),
-            # The index carries the task's `limit`, so a day's reserved pages are one listing (producer/quotas.py).
+            # The index carries the task's `limit`: over KV, a day's reserved pages are one listing (shared/quotas.py).
             self.kv.put(keys.task_index(tenant_id, created_ms, task_id), task_id, metadata={"limit": limit}),
             self.kv.put(keys.kb_task_index(tenant_id, kb_id, created_ms, task_id), task_id),
-            # Removed when the task ends (`mark_ended`); the TTL only bounds a marker whose removal was lost.
-            self.kv.put(keys.active_task(tenant_id, task_id), "1", ttl_s=ACTIVE_MARKER_TTL_S),
         )
 
     async def mark_ended(self, tenant_id: str, task_id: str) -> None:
         """The task no longer counts against its tenant's concurrent tasks (idempotent)."""
-        await self.kv.delete(keys.active_task(tenant_id, task_id))
-
-    async def active_task_ids(self, tenant_id: str, *, limit: int) -> list[str]:
-        """Up to `limit` tasks of the tenant marked queued or running (no order)."""
-        found: list[str] = []
-        cursor: str | None = None
-        while len(found) < limit:
-            page = await self.kv.list(
-                prefix=keys.active_tasks_prefix(tenant_id), limit=min(limit - len(found), MAX_LIST_LIMIT), cursor=cursor
-            )
-            found += [keys.task_id_of_index(info.name) for info in page.keys]
-            if page.list_complete or page.cursor is None:
-                break
-            cursor = page.cursor
-        return found[:limit]
-
-    async def pages_reserved_since(self, tenant_id: str, day_ms: int, *, stop_above: int, settled_ms: int) -> int:
-        """The sum of `limit` over the tenant's tasks created since `day_ms` (a UTC midnight), counted until it
-        exceeds `stop_above`: the day's latest checkpoint, plus the index keys newer than it (the index lists
-        newest first, so the listing stops at the checkpoint). Keys older than `settled_ms` are assumed visible
-        everywhere; once enough of them are past the checkpoint, a new one is written (once: its own key)."""
-        checkpoint = await self._latest_pages_checkpoint(tenant_id, day_ms)
-        total, settled, settled_keys = checkpoint.pages, 0, 0
-        cursor: str | None = None
-        done, size = False, 128
-        while not done:
-            # Usually a hundred or two keys are needed: growing pages save reading a thousand each time.
-            page = await self.kv.list(prefix=keys.task_index_prefix(tenant_id), limit=size, cursor=cursor)
-            size = min(size * 4, MAX_LIST_LIMIT)
-            for info in page.keys:
-                created_ms = keys.created_ms_of_index(info.name)
-                if created_ms < checkpoint.until_ms:
-                    done = True
-                    break
-                pages = await self._task_pages(tenant_id, info)
-                total += pages
-                if total > stop_above:
-                    return total
-                if created_ms < settled_ms:
-                    settled, settled_keys = settled + pages, settled_keys + 1
-            done = done or page.list_complete or page.cursor is None
-            cursor = page.cursor
-        if settled_keys >= PAGES_CHECKPOINT_EVERY and settled_ms > checkpoint.until_ms:
-            record = PagesCheckpoint(until_ms=settled_ms, pages=checkpoint.pages + settled)
-            key = keys.pages_checkpoint(tenant_id, day_ms, settled_ms)
-            await self.kv.put(key, record.model_dump_json(), ttl_s=PAGES_CHECKPOINT_TTL_S)
-        return total
-
-    async def _latest_pages_checkpoint(self, tenant_id: str, day_ms: int) -> PagesCheckpoint:
-        page = await self.kv.list(prefix=keys.pages_checkpoints_prefix(tenant_id, day_ms), limit=1)
-        raw = await self.kv.get(page.keys[0].name) if page.keys else None
-        return PagesCheckpoint.model_validate_json(raw) if raw else PagesCheckpoint(until_ms=day_ms, pages=0)
-
-    async def _task_pages(self, tenant_id: str, info: KeyInfo) -> int:
-        limit = (info.metadata or {}).get("limit")
-        if isinstance(limit, int):
-            return limit
-        task = await self.get(tenant_id, keys.task_id_of_index(info.name))  # indexed before the metadata existed
-        return task.request.limit if task else 0
+        await self.quotas.release(tenant_id, task_id)
 
     async def save(self, task: Task) -> None:
         await self.kv.put(keys.task(task.tenant_id, task.task_id), task.model_dump_json())

@@ -13,7 +13,7 @@ import sqlite3
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.backends import QueueStats
 from shared.backends.limits import (
@@ -34,6 +34,10 @@ from shared.backends.sqlitedb import Params, SqliteClient, connect_reader, immed
 from shared.backends.wakeup import ProcessBell, Wakeup, receive_waiting
 from shared.errors import StorageError
 from shared.ports import MAX_LIST_LIMIT, Clock, JsonObject, KeyInfo, ListResult, Message
+
+if TYPE_CHECKING:
+    from shared.backends.sqlitequotas import SqliteQuotaLedger
+    from shared.taskstore import TaskStore
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +131,12 @@ class SqliteKV(SqliteClient):
         if len(keys) <= limit:
             return ListResult(keys, list_complete=True)
         return ListResult(keys[:limit], list_complete=False, cursor=encode_cursor(keys[limit - 1].name))
+
+    def quota_ledger(self, tasks: TaskStore) -> SqliteQuotaLedger:
+        """Quotas counted in this database's own tables, exactly (`shared.quotas.ledger_for` asks for it)."""
+        from shared.backends.sqlitequotas import SqliteQuotaLedger
+
+        return SqliteQuotaLedger(self, tasks)
 
     async def aclose(self) -> None:
         if self._reader is not None:

@@ -18,13 +18,14 @@ from shared.ports import Clock
 P = ParamSpec("P")
 T = TypeVar("T")
 Params = tuple[Any, ...] | dict[str, Any]
-_Write = tuple[str, Params]
+#: A write: one statement (its outcome is the row count), or a function of the connection that may run several
+#: (its outcome is what it returns); either way inside the batch's transaction.
+_Write = tuple[str, Params] | Callable[[sqlite3.Connection], Any]
 
-SCHEMA_VERSION = 1  # PRAGMA user_version; bump with a migration step in `_migrate`.
 BUSY_TIMEOUT_MS = 10_000
 # WAL readers only wait in rare moments (recovery after a crash); the event loop must not wait long then.
 READER_BUSY_TIMEOUT_MS = 200
-_SCHEMA = (
+_SCHEMA_V1 = (
     """CREATE TABLE IF NOT EXISTS kv (
         key TEXT PRIMARY KEY NOT NULL,
         value TEXT NOT NULL,
@@ -46,6 +47,23 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS queue_ready ON queue_messages (queue, visible_at)",
     # Only delivered messages: finding lapsed leases never walks the waiting backlog.
     "CREATE INDEX IF NOT EXISTS queue_leased ON queue_messages (queue, visible_at) WHERE lease IS NOT NULL",
+)
+# The quota ledger (`sqlitequotas`): one row per task holding a place in its tenant's concurrency, and per tenant
+# the counts a submit checks, kept in step with those rows in the same transactions.
+_SCHEMA_V2 = (
+    """CREATE TABLE IF NOT EXISTS quota_active (
+        tenant_id TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        reserved_at REAL NOT NULL,
+        PRIMARY KEY (tenant_id, task_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS quota_active_age ON quota_active (tenant_id, reserved_at)",
+    """CREATE TABLE IF NOT EXISTS quota_usage (
+        tenant_id TEXT PRIMARY KEY NOT NULL,
+        active INTEGER NOT NULL,
+        day_ms INTEGER NOT NULL,
+        day_pages INTEGER NOT NULL
+    ) WITHOUT ROWID""",
 )
 
 
@@ -87,14 +105,40 @@ def immediate(conn: sqlite3.Connection) -> Iterator[None]:
     conn.execute("COMMIT")
 
 
+def _adopt_active_markers(conn: sqlite3.Connection) -> None:
+    """Version 1 counted a tenant's running tasks from KV keys `tenant:{t}:active:{task}`: move them into the
+    ledger, so tasks in flight across the upgrade keep their places (the day's pages start from zero)."""
+    rows = conn.execute("SELECT key FROM kv WHERE key GLOB 'tenant:*:active:*'").fetchall()
+    for (key,) in rows:
+        parts = key.split(":")
+        if len(parts) == 4 and parts[2] == "active":
+            conn.execute(
+                "INSERT OR IGNORE INTO quota_active VALUES (?, ?, strftime('%s', 'now'))", (parts[1], parts[3])
+            )
+            conn.execute("DELETE FROM kv WHERE key = ?", (key,))
+    conn.execute("INSERT INTO quota_usage SELECT tenant_id, count(*), 0, 0 FROM quota_active GROUP BY tenant_id")
+
+
+# PRAGMA user_version → what brings a database from the version before it up to that one.
+_MIGRATIONS: tuple[tuple[int, tuple[str, ...], Callable[[sqlite3.Connection], None] | None], ...] = (
+    (1, _SCHEMA_V1, None),
+    (2, _SCHEMA_V2, _adopt_active_markers),
+)
+SCHEMA_VERSION = _MIGRATIONS[-1][0]
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     with immediate(conn):
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StorageError(f"database schema {version} is newer than this scrapeq ({SCHEMA_VERSION})")
+        for target, statements, step in _MIGRATIONS:
+            if version < target:
+                for statement in statements:
+                    conn.execute(statement)
+                if step is not None:
+                    step(conn)
         if version < SCHEMA_VERSION:
-            for statement in _SCHEMA:
-                conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
@@ -107,7 +151,7 @@ class SqliteClient:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scrapeq-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
-        self._batch: list[tuple[_Write, asyncio.Future[int]]] = []
+        self._batch: list[tuple[_Write, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     def _submit(
@@ -139,10 +183,19 @@ class SqliteClient:
         (one hop to the thread, one commit), each with its own outcome: under load a request's several writes
         cost about as much as one.
         """
+        return int(await self._enqueue((sql, params)))
+
+    async def _write_fn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(connection)` on the writer thread, in a transaction of its own or of its batch (group commit as
+        for `_write`); what it returns. It may run twice: if its batch fails, each write runs again alone."""
+        result: T = await self._enqueue(fn)
+        return result
+
+    async def _enqueue(self, write: _Write) -> Any:
         if self._closed:
             raise StorageError(f"SQLite backend {self.path} is closed")
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._batch.append(((sql, params), future))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._batch.append((write, future))
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush())
         return await future
@@ -187,19 +240,32 @@ class SqliteClient:
                 self._executor.shutdown(wait=False)
 
 
-def _apply_writes(conn: sqlite3.Connection, writes: list[_Write]) -> list[int | Exception]:
-    """Run `writes` in one transaction (one alone needs none); if any fails, each on its own, so one bad
-    write fails alone. Returns each write's row count or error."""
+def _apply_writes(conn: sqlite3.Connection, writes: list[_Write]) -> list[Any]:
+    """Run `writes` in one transaction; if any fails, each on its own, so one bad write fails alone. Returns
+    each write's outcome or error."""
     if len(writes) > 1:
         try:
             with immediate(conn):
-                return [conn.execute(sql, params).rowcount for sql, params in writes]
-        except sqlite3.Error:
+                return [_apply(conn, write) for write in writes]
+        except Exception:  # which one failed is found by running each alone
             pass
-    outcomes: list[int | Exception] = []
-    for sql, params in writes:
-        try:
-            outcomes.append(conn.execute(sql, params).rowcount)
-        except sqlite3.Error as exc:
-            outcomes.append(exc)
-    return outcomes
+    return [_apply_alone(conn, write) for write in writes]
+
+
+def _apply(conn: sqlite3.Connection, write: _Write) -> Any:
+    if callable(write):
+        return write(conn)
+    sql, params = write
+    return conn.execute(sql, params).rowcount
+
+
+def _apply_alone(conn: sqlite3.Connection, write: _Write) -> Any:
+    """One write, its outcome or its error; a function runs in a transaction of its own (a single statement
+    needs none)."""
+    try:
+        if not callable(write):
+            return _apply(conn, write)
+        with immediate(conn):
+            return write(conn)
+    except Exception as exc:  # handed to the write's own caller
+        return exc

@@ -17,12 +17,27 @@ from fastapi import FastAPI
 from producer.app import create_app
 from producer.quotas import CONCURRENCY_RETRY_AFTER_S, seconds_to_next_day
 from shared import keys
-from shared.backends import Backends
+from shared.backends import Backends, open_memory_backends, open_sqlite_backends
 from shared.models import ScrapeRequest, Task, TaskStatus, utcnow
-from shared.taskstore import PAGES_CHECKPOINT_EVERY, TaskStore
+from shared.quotas import PAGES_CHECKPOINT_EVERY, KvQuotaLedger, Quotas
+from shared.settings import Settings
+from shared.taskstore import TaskStore
 from shared.tenants import Accounts
 from tests.conftest import Caller, make_settings
 from tests.integration.test_api import assert_problem, scrape_body
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def backends(request: pytest.FixtureRequest, settings: Settings) -> AsyncIterator[Backends]:
+    """Both quota ledgers: over KV keys (as on Cloudflare) and the embedded database's own."""
+    options = {"visibility_timeout_s": settings.queue_visibility_timeout_s, "max_retries": settings.queue_max_retries}
+    if request.param == "memory":
+        opened: Backends = open_memory_backends(**options)
+    else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        opened = open_sqlite_backends(settings.data_dir / "scrapeq.sqlite3", **options)
+    yield opened
+    await opened.aclose()
 
 
 @pytest.fixture
@@ -194,10 +209,10 @@ async def test_a_task_that_ended_without_removing_its_marker_frees_its_place(
         task_id = (await submit(api, alice)).json()["task_id"]
         task = await tasks.get(alice.tenant.tenant_id, task_id)
         assert task is not None
-        task.status = TaskStatus.COMPLETED  # ended, but the marker's removal was lost
+        task.status = TaskStatus.COMPLETED  # ended, but the release of its place was lost
         await tasks.save(task)
         assert (await submit(api, alice)).status_code == 202
-    assert await backends.kv.get(keys.active_task(alice.tenant.tenant_id, task_id)) is None
+        assert_quota(await submit(api, alice), "concurrent_tasks")  # the new task holds the one place
 
 
 async def test_an_idempotent_replay_reserves_nothing_more(
@@ -243,7 +258,11 @@ async def test_only_tasks_submitted_today_count_against_the_daily_quota(
     tasks = TaskStore(backends.kv)
     request = ScrapeRequest.model_validate(scrape_body(limit=10))
     yesterday = utcnow() - timedelta(days=1)
-    await tasks.create(Task(task_id="a" * 32, tenant_id=alice.tenant.tenant_id, request=request, created_at=yesterday))
+    task = Task(task_id="a" * 32, tenant_id=alice.tenant.tenant_id, request=request, created_at=yesterday)
+    assert (
+        await tasks.quotas.reserve(task.tenant_id, task.task_id, pages=10, quotas=Quotas(0, 10), now=yesterday) is None
+    )
+    await tasks.create(task)
     async with client_of(make_app()) as api:
         assert (await submit(api, alice, limit=10)).status_code == 202
 
@@ -266,20 +285,21 @@ async def index_tasks(tasks: TaskStore, tenant_id: str, limits: list[int], *, fr
 
 async def test_the_days_sum_is_checkpointed_once_enough_keys_have_settled(backends: Backends, alice: Caller) -> None:
     tasks, tenant_id = TaskStore(backends.kv), alice.tenant.tenant_id
+    ledger = KvQuotaLedger(tasks)
     await index_tasks(tasks, tenant_id, [3] * 5, from_ms=DAY_MS - 10_000)  # the day before
     await index_tasks(tasks, tenant_id, [1, 2] * (PAGES_CHECKPOINT_EVERY // 2), from_ms=DAY_MS)
     settled_ms = DAY_MS + 60_000
     await index_tasks(tasks, tenant_id, [7], from_ms=settled_ms + 1)  # too recent for a checkpoint
     expected = 3 * PAGES_CHECKPOINT_EVERY // 2 + 7
-    assert await tasks.pages_reserved_since(tenant_id, DAY_MS, stop_above=10**6, settled_ms=settled_ms) == expected
+    assert await ledger.pages_reserved_since(tenant_id, DAY_MS, stop_above=10**6, settled_ms=settled_ms) == expected
     checkpoints = (await backends.kv.list(prefix=keys.pages_checkpoints_prefix(tenant_id, DAY_MS))).keys
     assert [json.loads(await backends.kv.get(c.name) or "") for c in checkpoints] == [
         {"until_ms": settled_ms, "pages": expected - 7}
     ]
     # From now on only what came after the checkpoint is listed, and the sum goes on from it.
     await index_tasks(tasks, tenant_id, [5], from_ms=settled_ms + 2)
-    assert await tasks.pages_reserved_since(tenant_id, DAY_MS, stop_above=10**6, settled_ms=settled_ms) == expected + 5
-    assert await tasks.pages_reserved_since(tenant_id, DAY_MS, stop_above=10, settled_ms=settled_ms) > 10
+    assert await ledger.pages_reserved_since(tenant_id, DAY_MS, stop_above=10**6, settled_ms=settled_ms) == expected + 5
+    assert await ledger.pages_reserved_since(tenant_id, DAY_MS, stop_above=10, settled_ms=settled_ms) > 10
 
 
 async def test_a_task_indexed_without_its_limit_still_counts(backends: Backends, alice: Caller) -> None:
@@ -288,4 +308,6 @@ async def test_a_task_indexed_without_its_limit_still_counts(backends: Backends,
     await tasks.create(task)
     created_ms = int(task.created_at.timestamp() * 1000)
     await backends.kv.put(keys.task_index(task.tenant_id, created_ms, task.task_id), task.task_id)  # no metadata
-    assert await tasks.pages_reserved_since(task.tenant_id, created_ms, stop_above=100, settled_ms=0) == 5
+    assert (
+        await KvQuotaLedger(tasks).pages_reserved_since(task.tenant_id, created_ms, stop_above=100, settled_ms=0) == 5
+    )

@@ -9,7 +9,8 @@ import pytest
 from starlette.types import Scope
 
 from producer.limits import client_address, rate_policies
-from producer.quotas import Quotas, day_start, seconds_to_next_day
+from producer.quotas import seconds_to_next_day
+from shared.quotas import Quotas, day_start
 from shared.ratelimit import (
     LayeredLimiter,
     RateDecision,

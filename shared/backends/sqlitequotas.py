@@ -1,0 +1,96 @@
+"""The quota ledger of the embedded SQLite backend: exact counters, checked and updated in one transaction.
+
+`quota_active` holds a row per task with a place in its tenant's concurrency; `quota_usage` holds per tenant
+the number of those rows and the pages reserved on the current UTC day. A reservation reads the tenant's row
+and writes both in one write transaction (with the writes of other requests, by group commit), so no two
+submits, in this process or another, can both take the last place, and a submit costs the same whether the
+tenant has ten tasks queued or a hundred thousand.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+from functools import partial
+from typing import TYPE_CHECKING
+
+from shared.quotas import (
+    ACTIVE_MARKER_TTL_S,
+    CONCURRENT_TASKS,
+    MAX_MARKER_CHECKS,
+    PAGES_PER_DAY,
+    Quotas,
+    Refusal,
+    day_start_ms,
+    has_ended,
+)
+
+if TYPE_CHECKING:
+    from shared.backends.sqlite import SqliteKV
+    from shared.taskstore import TaskStore
+
+_USAGE = "SELECT active, day_ms, day_pages FROM quota_usage WHERE tenant_id = ?"
+_SET_USAGE = """
+INSERT INTO quota_usage (tenant_id, active, day_ms, day_pages) VALUES (?, ?, ?, ?) ON CONFLICT (tenant_id)
+DO UPDATE SET active = excluded.active, day_ms = excluded.day_ms, day_pages = excluded.day_pages
+"""
+
+
+def _reserve(
+    conn: sqlite3.Connection, tenant_id: str, task_id: str, pages: int, quotas: Quotas, day: int, now_s: float
+) -> Refusal | None:
+    row = conn.execute(_USAGE, (tenant_id,)).fetchone()
+    active, used = (0, 0) if row is None else (row[0], row[2] if row[1] == day else 0)
+    if quotas.max_pages_per_day and used + pages > quotas.max_pages_per_day:
+        return Refusal(PAGES_PER_DAY, used)
+    if quotas.max_concurrent_tasks and active >= quotas.max_concurrent_tasks:
+        return Refusal(CONCURRENT_TASKS, active)
+    added = conn.execute("INSERT OR IGNORE INTO quota_active VALUES (?, ?, ?)", (tenant_id, task_id, now_s)).rowcount
+    conn.execute(_SET_USAGE, (tenant_id, active + added, day, used + pages))
+    return None
+
+
+def _release(conn: sqlite3.Connection, tenant_id: str, task_id: str) -> None:
+    sql = "DELETE FROM quota_active WHERE tenant_id = ? AND task_id = ?"
+    if conn.execute(sql, (tenant_id, task_id)).rowcount:
+        conn.execute("UPDATE quota_usage SET active = max(active - 1, 0) WHERE tenant_id = ?", (tenant_id,))
+
+
+class SqliteQuotaLedger:
+    """The `QuotaLedger` of a `SqliteKV`'s database (see the module's docstring)."""
+
+    def __init__(self, kv: SqliteKV, tasks: TaskStore) -> None:
+        self.kv = kv
+        self.tasks = tasks
+
+    async def reserve(
+        self, tenant_id: str, task_id: str, *, pages: int, quotas: Quotas, now: datetime
+    ) -> Refusal | None:
+        attempt = partial(_reserve, tenant_id=tenant_id, task_id=task_id, pages=pages, quotas=quotas,
+                          day=day_start_ms(now), now_s=now.timestamp())  # fmt: skip
+        refusal = await self.kv._write_fn(attempt)
+        if refusal is not None and refusal.quota == CONCURRENT_TASKS and await self._release_ended(tenant_id, now):
+            refusal = await self.kv._write_fn(attempt)
+        return refusal
+
+    async def release(self, tenant_id: str, task_id: str) -> None:
+        await self.kv._write_fn(partial(_release, tenant_id=tenant_id, task_id=task_id))
+
+    async def _release_ended(self, tenant_id: str, now: datetime) -> bool:
+        """At the limit: free the places of tasks that ended without releasing theirs (a crash after the final
+        save), oldest first; whether any was freed."""
+        sql = "SELECT task_id, reserved_at FROM quota_active WHERE tenant_id = ? ORDER BY reserved_at LIMIT ?"
+        freed = False
+        for task_id, reserved_at in self.kv._read(sql, (tenant_id, MAX_MARKER_CHECKS)):
+            if reserved_at < now.timestamp() - ACTIVE_MARKER_TTL_S or await has_ended(self.tasks, tenant_id, task_id):
+                await self.release(tenant_id, task_id)
+                freed = True
+        return freed
+
+    def usage(self, tenant_id: str, now: datetime) -> tuple[int, int]:
+        """The tenant's tasks holding a place, and its pages reserved today."""
+        row = self.kv._read(_USAGE, (tenant_id,))
+        if not row:
+            return 0, 0
+        active, day, pages = row[0]
+        return active, pages if day == day_start_ms(now) else 0
