@@ -1,11 +1,13 @@
-"""The SQLite layer under the KV and the queues: schema and migration, connections (WAL), and a client that owns
-one writer connection on its own thread, with group commit of single-statement writes.
+"""The SQLite layer under the KV and the queues: schema and migration, connections (WAL), and a client whose
+writes are group-committed: on the event loop's thread while the write lock is free (it is never waited for
+there), else on the client's own thread, which may wait for another process's transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,6 +17,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from shared.errors import StorageError
 from shared.ports import Clock
 
+logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 Params = tuple[Any, ...] | dict[str, Any]
@@ -25,6 +28,9 @@ _Write = tuple[str, Params] | Callable[[sqlite3.Connection], Any]
 BUSY_TIMEOUT_MS = 10_000
 # WAL readers only wait in rare moments (recovery after a crash); the event loop must not wait long then.
 READER_BUSY_TIMEOUT_MS = 200
+#: Commits on the loop's thread between two WAL checkpoints on the client's thread (SQLite's automatic
+#: checkpoint runs at 1000 pages of WAL; a commit of a submit writes about ten).
+CHECKPOINT_EVERY_COMMITS = 100
 _SCHEMA_V1 = (
     """CREATE TABLE IF NOT EXISTS kv (
         key TEXT PRIMARY KEY NOT NULL,
@@ -67,20 +73,29 @@ _SCHEMA_V2 = (
 )
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     # Autocommit: every statement commits on its own unless we open a transaction with `immediate`.
-    conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
     try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         conn.execute("PRAGMA journal_mode = WAL")
         # WAL with synchronous=NORMAL: a commit is in the WAL file (in the OS page cache) before it returns,
         # so SIGKILL of any process loses nothing committed and the next open recovers; only an OS crash or a
         # power cut can lose the last few commits, never corrupt the file.
         conn.execute("PRAGMA synchronous = NORMAL")
-        _migrate(conn)
+        if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:  # a read: it takes no lock
+            _migrate(conn)
     except BaseException:
         conn.close()
         raise
+    return conn
+
+
+def connect_inline_writer(path: Path) -> sqlite3.Connection:
+    """A connection for writes on the event loop's thread: it never waits for a lock (`busy_timeout` 0) and
+    never checkpoints the WAL (that copies and syncs pages: `SqliteClient` has its thread do it)."""
+    conn = _connect(path, busy_timeout_ms=0)
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
     return conn
 
 
@@ -143,13 +158,16 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 class SqliteClient:
-    """One connection on one thread; opened on first use, so opening never blocks the event loop."""
+    """One connection on one thread (opened on first use, so opening never blocks the event loop), and one on
+    the loop's thread for the writes that need not wait."""
 
     def __init__(self, path: Path, *, clock: Clock) -> None:
         self.path = Path(path)
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scrapeq-sqlite")
         self._conn: sqlite3.Connection | None = None
+        self._inline: sqlite3.Connection | None = None
+        self._inline_commits = 0
         self._closed = False
         self._batch: list[tuple[_Write, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -179,15 +197,17 @@ class SqliteClient:
     async def _write(self, sql: str, params: Params) -> int:
         """One write statement, committed before this returns; its row count.
 
-        Group commit: writes that arrive while the thread is busy wait together and go in one transaction
-        (one hop to the thread, one commit), each with its own outcome: under load a request's several writes
-        cost about as much as one.
+        Group commit: the writes of one turn of the event loop (and those arriving while a batch waits for the
+        lock) go in one transaction with one commit, each with its own outcome: under load a request's several
+        writes cost about as much as one. The batch runs inline when the write lock is free: a hop to a thread
+        and back costs more than a small transaction, and a thread that needs the GIL after each statement
+        waits for the busy event loop to yield it.
         """
         return int(await self._enqueue((sql, params)))
 
     async def _write_fn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """`fn(connection)` on the writer thread, in a transaction of its own or of its batch (group commit as
-        for `_write`); what it returns. It may run twice: if its batch fails, each write runs again alone."""
+        """`fn(connection)` in a transaction of its own or of its batch (group commit as for `_write`); what it
+        returns. It may run twice: if its batch fails, each write runs again alone."""
         result: T = await self._enqueue(fn)
         return result
 
@@ -204,8 +224,11 @@ class SqliteClient:
         try:
             while self._batch:
                 batch, self._batch = self._batch, []
+                writes = [write for write, _ in batch]
                 try:
-                    outcomes = await self._run(_apply_writes, [write for write, _ in batch])
+                    outcomes = self._apply_inline(writes)
+                    if outcomes is None:
+                        outcomes = await self._run(_apply_writes, writes)
                 except Exception as exc:  # the database could not be opened, or the thread is gone
                     outcomes = [exc] * len(batch)
                 for (_, future), outcome in zip(batch, outcomes, strict=True):
@@ -219,6 +242,38 @@ class SqliteClient:
                         future.set_result(outcome)
         finally:
             self._flusher = None
+
+    def _apply_inline(self, writes: list[_Write]) -> list[Any] | None:
+        """The batch in one transaction on the event loop's thread; None if it must go to the thread instead:
+        another connection holds the write lock, or a write failed (the thread runs each alone, and waits)."""
+        if self._inline is None:
+            try:
+                self._inline = connect_inline_writer(self.path)
+            except sqlite3.Error:
+                return None  # e.g. a migration under way elsewhere: the thread waits for it
+        conn = self._inline
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError:
+            return None
+        try:
+            outcomes = [_apply(conn, write) for write in writes]
+            conn.execute("COMMIT")
+        except Exception:  # rolled back whole: nothing of the batch happened
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return None
+        self._inline_commits += 1
+        if self._inline_commits % CHECKPOINT_EVERY_COMMITS == 0:
+            self._checkpoint_soon()
+        return outcomes
+
+    def _checkpoint_soon(self) -> None:
+        """Copy the WAL back into the database on the thread, as SQLite's automatic checkpoint would after a
+        commit of the thread's connection; it waits for no reader or writer (PASSIVE)."""
+        with contextlib.suppress(StorageError, RuntimeError):  # closing: the last connection to close does it
+            future = self._submit(lambda conn: conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
+            future.add_done_callback(_log_checkpoint_failure)
 
     async def ping(self) -> None:
         """Open the database (creating the schema) and run a query; StorageError if that fails."""
@@ -234,10 +289,18 @@ class SqliteClient:
             self._closed = True
             if self._flusher is not None:
                 await asyncio.shield(self._flusher)  # writes already accepted are committed first
+            if self._inline is not None:
+                self._inline.close()
+                self._inline = None
             try:
                 await self._wait(self._executor.submit(self._close))
             finally:
                 self._executor.shutdown(wait=False)
+
+
+def _log_checkpoint_failure(future: Future[Any]) -> None:
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        logger.warning("WAL checkpoint failed: %s", exc)
 
 
 def _apply_writes(conn: sqlite3.Connection, writes: list[_Write]) -> list[Any]:
