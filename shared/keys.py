@@ -79,16 +79,23 @@ def page_seq(key: str) -> int:
     return int(key.rsplit(":", 1)[1])
 
 
-def task_index(tenant_id: str, created_ms: int, task_id: str) -> str:
-    return f"tenant:{tenant_id}:tasks:{_INVERT_MS - created_ms:013d}:{task_id}"
+def _inverted_time(created_ms: int, micros: int) -> str:
+    # The microseconds within the millisecond keep tasks of one millisecond in order too. Keys written before
+    # they were added (13 digits, then ':') still list in time order among these: they are all older.
+    return f"{_INVERT_MS - created_ms:013d}{999 - micros:03d}"
+
+
+def task_index(tenant_id: str, created_ms: int, task_id: str, *, micros: int = 0) -> str:
+    """The tenant's task index, newest first; `micros` (0–999) orders the tasks of one millisecond."""
+    return f"tenant:{tenant_id}:tasks:{_inverted_time(created_ms, micros)}:{task_id}"
 
 
 def task_index_prefix(tenant_id: str) -> str:
     return f"tenant:{tenant_id}:tasks:"
 
 
-def kb_task_index(tenant_id: str, kb_id: str, created_ms: int, task_id: str) -> str:
-    return f"tenant:{tenant_id}:kbtasks:{kb_id}:{_INVERT_MS - created_ms:013d}:{task_id}"
+def kb_task_index(tenant_id: str, kb_id: str, created_ms: int, task_id: str, *, micros: int = 0) -> str:
+    return f"tenant:{tenant_id}:kbtasks:{kb_id}:{_inverted_time(created_ms, micros)}:{task_id}"
 
 
 def kb_task_index_prefix(tenant_id: str, kb_id: str) -> str:
@@ -101,7 +108,7 @@ def task_id_of_index(key: str) -> str:
 
 def created_ms_of_index(key: str) -> int:
     """When the task of a `task_index` key was created (epoch ms)."""
-    return _INVERT_MS - int(key.rsplit(":", 2)[1])
+    return _INVERT_MS - int(key.rsplit(":", 2)[1][:13])
 
 
 def pages_checkpoint(tenant_id: str, day_ms: int, until_ms: int) -> str:

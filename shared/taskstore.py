@@ -8,6 +8,7 @@ import binascii
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from pydantic import BaseModel
@@ -19,6 +20,7 @@ from shared.ports import KeyValueStore, scan
 from shared.quotas import QuotaLedger, ledger_for
 
 T = TypeVar("T")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: A page of `GET /tasks/{id}/pages` stops growing past this many bytes of JSON.
 MAX_PAGES_RESPONSE_BYTES = 10 * 1024 * 1024
@@ -107,15 +109,17 @@ class TaskStore:
         self.quotas: QuotaLedger = ledger_for(self)
 
     async def create(self, task: Task) -> None:
-        created_ms = int(task.created_at.timestamp() * 1000)
+        created_ms, micros = divmod((task.created_at - EPOCH) // timedelta(microseconds=1), 1000)
         tenant_id, task_id, kb_id = task.tenant_id, task.task_id, task.request.knowledge_base_id
         limit = task.request.limit
         # Three keys of their own, written at once: one transaction on SQLite, three parallel writes on KV.
         await asyncio.gather(
             self.save(task),
             # The index carries the task's `limit`: over KV, a day's reserved pages are one listing (shared/quotas.py).
-            self.kv.put(keys.task_index(tenant_id, created_ms, task_id), task_id, metadata={"limit": limit}),
-            self.kv.put(keys.kb_task_index(tenant_id, kb_id, created_ms, task_id), task_id),
+            self.kv.put(
+                keys.task_index(tenant_id, created_ms, task_id, micros=micros), task_id, metadata={"limit": limit}
+            ),
+            self.kv.put(keys.kb_task_index(tenant_id, kb_id, created_ms, task_id, micros=micros), task_id),
         )
 
     async def mark_ended(self, tenant_id: str, task_id: str) -> None:

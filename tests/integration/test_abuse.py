@@ -304,10 +304,13 @@ async def test_the_days_sum_is_checkpointed_once_enough_keys_have_settled(backen
 
 async def test_a_task_indexed_without_its_limit_still_counts(backends: Backends, alice: Caller) -> None:
     tasks = TaskStore(backends.kv)
-    task = Task(task_id="b" * 32, tenant_id=alice.tenant.tenant_id, request=ScrapeRequest.model_validate(scrape_body()))
+    request = ScrapeRequest.model_validate(scrape_body())
+    created_at = utcnow().replace(microsecond=0)  # a whole millisecond: its index key is the one written below
+    task = Task(task_id="b" * 32, tenant_id=alice.tenant.tenant_id, request=request, created_at=created_at)
     await tasks.create(task)
     created_ms = int(task.created_at.timestamp() * 1000)
     await backends.kv.put(keys.task_index(task.tenant_id, created_ms, task.task_id), task.task_id)  # no metadata
+    assert len((await backends.kv.list(prefix=keys.task_index_prefix(task.tenant_id))).keys) == 1
     assert (
         await KvQuotaLedger(tasks).pages_reserved_since(task.tenant_id, created_ms, stop_above=100, settled_ms=0) == 5
     )
