@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from producer import hooks, problems
+from producer.deps import Services
 from producer.limits import BodyLimitMiddleware, RateLimitMiddleware, ip_policy
 from producer.routes import router
 from shared.backends import Backends, open_backends
@@ -40,17 +41,15 @@ def create_app(
             yield
             return
         opened = open_backends(settings)
-        app.state.backends = opened
+        app.state.services = Services.build(settings, opened, limiters)
         try:
             yield
         finally:
             await opened.aclose()
 
     app = FastAPI(title="scrapeq", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
-    app.state.settings = settings
     if backends is not None:
-        app.state.backends = backends
-    app.state.limiters = limiters
+        app.state.services = Services.build(settings, backends, limiters)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     # Added last, so it runs first: a flood is refused before its body is even read.
     app.add_middleware(

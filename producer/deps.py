@@ -1,7 +1,9 @@
-"""FastAPI dependencies: settings, backends, stores and the authenticated caller, as `Annotated` aliases.
+"""What a request needs — settings, storage, stores, rate limiters, the authenticated caller — as FastAPI
+dependencies that each read only the `Request`.
 
-Every dependency is `async def`, even the trivial ones: FastAPI runs a plain `def` dependency in a worker
-thread, and those hops made up most of a request's cost.
+The stores are built once per app (`Services`), not per request, and no dependency depends on another: FastAPI
+solves every level of a dependency tree anew for each request, and those levels used to cost more than the
+work a submit does. Every dependency is `async def`, since FastAPI runs a plain `def` one in a worker thread.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from producer.limits import note_decision, rate_policies, refusal
 from shared.backends import Backends
 from shared.errors import Unauthorized
 from shared.events import EventLog
+from shared.guard import AddressPolicy
 from shared.ports import JobQueue
 from shared.ratelimit import Limiters
 from shared.settings import Settings
@@ -25,28 +28,57 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _INVALID = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
 
+@dataclass(frozen=True)
+class Services:
+    """The app's settings, storage and the stores over it, built once when the backends are open."""
+
+    settings: Settings
+    backends: Backends[JobQueue]
+    limiters: Limiters
+    tasks: TaskStore
+    accounts: Accounts
+    events: EventLog
+    #: Which addresses a submitted crawl or webhook URL may name (`SCRAPEQ_ALLOW_PRIVATE_NETWORKS`).
+    address_policy: AddressPolicy
+
+    @classmethod
+    def build(cls, settings: Settings, backends: Backends[JobQueue], limiters: Limiters) -> Services:
+        return cls(
+            settings=settings,
+            backends=backends,
+            limiters=limiters,
+            tasks=TaskStore(backends.kv),
+            accounts=Accounts(backends.kv),
+            events=EventLog(backends.kv, backends.jobs, retention_s=settings.event_retention_s),
+            address_policy=AddressPolicy(settings.allow_private_networks),
+        )
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
 async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+    return services_of(request).settings
 
 
 async def get_backends(request: Request) -> Backends[JobQueue]:
-    backends: Backends[JobQueue] = request.app.state.backends
-    return backends
+    return services_of(request).backends
 
 
-async def get_tasks(backends: Annotated[Backends[JobQueue], Depends(get_backends)]) -> TaskStore:
-    return TaskStore(backends.kv)
+async def get_tasks(request: Request) -> TaskStore:
+    return services_of(request).tasks
 
 
-async def get_accounts(backends: Annotated[Backends[JobQueue], Depends(get_backends)]) -> Accounts:
-    return Accounts(backends.kv)
+async def get_events(request: Request) -> EventLog:
+    return services_of(request).events
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BackendsDep = Annotated[Backends[JobQueue], Depends(get_backends)]
 TasksDep = Annotated[TaskStore, Depends(get_tasks)]
-AccountsDep = Annotated[Accounts, Depends(get_accounts)]
+EventsDep = Annotated[EventLog, Depends(get_events)]
 
 
 @dataclass(frozen=True)
@@ -61,7 +93,7 @@ class Principal:
         return self.tenant.tenant_id
 
 
-async def authenticate(request: Request, accounts: AccountsDep, settings: SettingsDep) -> Principal:
+async def authenticate(request: Request) -> Principal:
     """The caller behind the bearer token, within its key's and its tenant's rate limits."""
     header = request.headers.get("authorization")
     if not header:
@@ -69,12 +101,13 @@ async def authenticate(request: Request, accounts: AccountsDep, settings: Settin
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("expected 'Authorization: Bearer <api key>'", headers=_CHALLENGE)
+    services = services_of(request)
     try:
-        tenant, key = await accounts.authenticate(token.strip())
+        tenant, key = await services.accounts.authenticate(token.strip())
     except Unauthorized as exc:
         raise Unauthorized(exc.detail, headers=_INVALID) from None
-    limiters: Limiters = request.app.state.limiters
-    key_policy, tenant_policy = rate_policies(settings, tenant)
+    limiters = services.limiters
+    key_policy, tenant_policy = rate_policies(services.settings, tenant)
     for limiter, subject, policy in (
         (limiters.key, key.key_id, key_policy),
         (limiters.tenant, tenant.tenant_id, tenant_policy),
@@ -87,12 +120,3 @@ async def authenticate(request: Request, accounts: AccountsDep, settings: Settin
 
 
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
-
-
-async def get_events(
-    backends: Annotated[Backends[JobQueue], Depends(get_backends)], settings: Annotated[Settings, Depends(get_settings)]
-) -> EventLog:
-    return EventLog(backends.kv, backends.jobs, retention_s=settings.event_retention_s)
-
-
-EventsDep = Annotated[EventLog, Depends(get_events)]

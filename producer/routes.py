@@ -6,14 +6,14 @@ import json
 import re
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from producer import submit as submission
-from producer.deps import BackendsDep, EventsDep, Principal, PrincipalDep, SettingsDep, TasksDep
+from producer.deps import BackendsDep, EventsDep, Principal, PrincipalDep, TasksDep, services_of
 from shared.errors import Forbidden, NotFound, ServiceUnavailable, StorageError
 from shared.events import EventLog
-from shared.guard import AddressPolicy
 from shared.models import (
     KB_ID_PATTERN,
     TERMINAL,
@@ -31,6 +31,7 @@ from shared.taskstore import TaskStore
 router = APIRouter()
 
 _TASK_ID = re.compile(r"^[0-9a-f]{32}$")
+MAX_IDEMPOTENCY_KEY = 255
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": text, "content": {"application/problem+json": {}}}
     for status, text in {
@@ -73,26 +74,47 @@ async def health(backends: BackendsDep) -> dict[str, Any]:
     return {"status": "ok", "backend": backends.name}
 
 
-@router.post("/scrape", status_code=202, response_model=TaskAccepted, tags=["tasks"], responses=PROBLEM_RESPONSES)
-async def scrape(
-    body: ScrapeRequest,
-    principal: PrincipalDep,
-    tasks: TasksDep,
-    backends: BackendsDep,
-    settings: SettingsDep,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
-) -> JSONResponse:
+#: Documented by hand: read from the headers in `scrape`, as a declared parameter costs FastAPI more to solve.
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Repeat a submit safely: the same key and body within 24 h return the first task (200, "
+    "`Idempotent-Replayed: true`); the same key with another body is 422 `idempotency_key_mismatch`.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+}
+
+
+def idempotency_key_of(request: Request) -> str | None:
+    value = request.headers.get("idempotency-key")
+    if value is not None and not 1 <= len(value) <= MAX_IDEMPOTENCY_KEY:
+        error = {"type": "string_length", "loc": ("header", "Idempotency-Key"), "input": value,
+                 "msg": f"String should have 1 to {MAX_IDEMPOTENCY_KEY} characters"}  # fmt: skip
+        raise RequestValidationError([error])
+    return value
+
+
+@router.post(
+    "/scrape",
+    status_code=202,
+    response_model=TaskAccepted,
+    tags=["tasks"],
+    responses=PROBLEM_RESPONSES,
+    openapi_extra={"parameters": [IDEMPOTENCY_KEY]},
+)
+async def scrape(body: ScrapeRequest, principal: PrincipalDep, request: Request) -> JSONResponse:
     """Submit a crawl. Answers at once; poll `status_url` or subscribe a webhook."""
-    policy = AddressPolicy(settings.allow_private_networks)
-    submission.authorise(body, tenant=principal.tenant, key=principal.key, policy=policy)
+    services = services_of(request)
+    idempotency_key = idempotency_key_of(request)
+    submission.authorise(body, tenant=principal.tenant, key=principal.key, policy=services.address_policy)
     task, created = await submission.submit(
         body,
         tenant=principal.tenant,
         idempotency_key=idempotency_key,
-        tasks=tasks,
-        jobs=backends.jobs,
-        idempotency_ttl_s=settings.idempotency_ttl_s,
-        quotas=Quotas.of(principal.tenant, settings),
+        tasks=services.tasks,
+        jobs=services.backends.jobs,
+        idempotency_ttl_s=services.settings.idempotency_ttl_s,
+        quotas=Quotas.of(principal.tenant, services.settings),
     )
     accepted = TaskAccepted(
         task_id=task.task_id,

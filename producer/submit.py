@@ -55,8 +55,9 @@ async def submit(
     quotas: Quotas,
 ) -> tuple[Task, bool]:
     """Store the task, then enqueue its first slice. Returns the task and whether it is new."""
-    digest = request_hash(request)
+    digest = None
     if idempotency_key is not None:
+        digest = request_hash(request)
         existing = await _replay(tenant.tenant_id, idempotency_key, digest, tasks)
         if existing is not None:
             return existing, False  # a replay reserves nothing more
@@ -70,7 +71,7 @@ async def submit(
     except BaseException:
         await tasks.mark_ended(tenant.tenant_id, task.task_id)  # a task that never was holds no place
         raise
-    if idempotency_key is not None:
+    if idempotency_key is not None and digest is not None:
         record = IdempotencyRecord(task_id=task.task_id, request_hash=digest)
         await tasks.save_idempotency(tenant.tenant_id, idempotency_key, record, ttl_s=idempotency_ttl_s)
     try:

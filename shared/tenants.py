@@ -14,7 +14,7 @@ import secrets
 import time
 import zlib
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -23,6 +23,7 @@ from shared.errors import InvalidInput, NotFound, Unauthorized
 from shared.models import utcnow
 from shared.ports import KeyValueStore, scan
 
+R = TypeVar("R", "Tenant", "ApiKey")
 KEY_PATTERN = re.compile(r"^sq_([a-z2-7]{12})_([a-z2-7]{48})([0-9a-f]{8})$")
 
 
@@ -130,9 +131,13 @@ def parse_api_key(api_key: str) -> str | None:
 class Accounts:
     """Tenant, key and audit operations over a KV store."""
 
+    #: Parsed records `authenticate` keeps, keyed by their stored text (so a changed record is parsed again).
+    PARSED_CACHE_SIZE = 1024
+
     def __init__(self, kv: KeyValueStore) -> None:
         self.kv = kv
         self._last_audit_ns = 0
+        self._parsed: dict[str, Tenant | ApiKey] = {}
 
     async def create_tenant(
         self, name: str, knowledge_bases: list[str], *, allowed_domains: list[str] | None = None
@@ -261,13 +266,25 @@ class Accounts:
             raise Unauthorized("invalid API key")
         tenant_id, key_id = pointer.split(":", 1)
         raw_key = await self.kv.get(keys.api_key(tenant_id, key_id))
-        tenant = await self.get_tenant(tenant_id)
-        if raw_key is None or tenant is None:
+        raw_tenant = await self.kv.get(keys.tenant(tenant_id))
+        if raw_key is None or raw_tenant is None:
             raise Unauthorized("invalid API key")
-        record = ApiKey.model_validate_json(raw_key)
+        record = self._parse(ApiKey, raw_key)
         if not record.active(utcnow()):
             raise Unauthorized("API key revoked or expired")
-        return tenant, record
+        return self._parse(Tenant, raw_tenant), record
+
+    def _parse(self, model: type[R], raw: str) -> R:
+        """`model` from its stored text, parsed once while the text stays the same. The records are shared
+        between requests: read them, never change them."""
+        found = self._parsed.get(raw)
+        if isinstance(found, model):
+            return found
+        parsed = model.model_validate_json(raw)
+        if len(self._parsed) >= self.PARSED_CACHE_SIZE:
+            del self._parsed[next(iter(self._parsed))]  # the oldest entry
+        self._parsed[raw] = parsed
+        return parsed
 
     async def audit(
         self, tenant_id: str, action: str, *, key_id: str | None = None, detail: dict[str, Any] | None = None

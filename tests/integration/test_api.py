@@ -47,6 +47,11 @@ async def test_openapi_and_docs_are_served(api: httpx.AsyncClient) -> None:
     assert (await api.get("/docs")).status_code == 200
     spec = (await api.get("/openapi.json")).json()
     assert {"/scrape", "/tasks", "/tasks/{task_id}", "/tasks/{task_id}/pages"} <= spec["paths"].keys()
+    submit = spec["paths"]["/scrape"]["post"]
+    assert submit["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ScrapeRequest"
+    }
+    assert [p["name"] for p in submit["parameters"]] == ["Idempotency-Key"]
 
 
 async def test_submit_answers_202_with_location_and_the_task_is_readable_at_once(
@@ -238,9 +243,20 @@ async def test_idempotency_keys_are_scoped_to_the_tenant(api: httpx.AsyncClient,
     assert a.json()["task_id"] != b.json()["task_id"]
 
 
-async def test_an_idempotency_key_over_255_characters_gets_422(api: httpx.AsyncClient, alice: Caller) -> None:
-    headers = {**alice.headers, "Idempotency-Key": "k" * 256}
-    assert_problem(await api.post("/scrape", json=scrape_body(), headers=headers), 422)
+@pytest.mark.parametrize("key", ["k" * 256, ""])
+async def test_an_idempotency_key_empty_or_over_255_characters_gets_422(
+    api: httpx.AsyncClient, alice: Caller, key: str
+) -> None:
+    headers = {**alice.headers, "Idempotency-Key": key}
+    problem = assert_problem(await api.post("/scrape", json=scrape_body(), headers=headers), 422, "validation_error")
+    assert problem["errors"][0]["loc"] == ["header", "Idempotency-Key"]
+    assert (
+        await api.post("/scrape", json=scrape_body(), headers={**headers, "Idempotency-Key": "k" * 255})
+    ).status_code == 202
+
+
+async def test_a_bad_body_without_credentials_gets_401_not_its_validation_errors(api: httpx.AsyncClient) -> None:
+    assert_problem(await api.post("/scrape", json={"url": "nope"}), 401)
 
 
 async def test_tasks_are_listed_newest_first_with_a_cursor_and_filters(
