@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from consumer.netguard import AddressRefused
-from shared.backends.cloudflare import (
+from shared.backends.jsvalues import (
     abort_controller,
     body_reader,
     cancel_reader,

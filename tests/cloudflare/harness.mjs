@@ -35,6 +35,7 @@ const PROJECT_FILES = [
   "shared/ratelimit.py",
   "shared/backends/__init__.py",
   "shared/backends/limits.py",
+  "shared/backends/jsvalues.py",
   "shared/backends/cloudflare.py",
   "consumer/__init__.py",
   "consumer/jsfetch.py",

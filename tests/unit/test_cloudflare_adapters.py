@@ -18,13 +18,11 @@ from shared.backends.cloudflare import (
     cloudflare_backends,
     cloudflare_rate_limiters,
     dispatch_batch,
-    is_js_error,
     list_result,
     retry_delay_s,
     settings_from_env,
-    to_js_object,
-    to_py,
 )
+from shared.backends.jsvalues import is_js_error, to_js_object, to_py
 from shared.backends.limits import MAX_DELAY_S
 from shared.errors import StorageError
 from shared.ports import KeyInfo, ListResult, Message
