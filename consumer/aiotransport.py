@@ -120,7 +120,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 ssl=self._ssl,
             )
         except Exception as exc:
-            raise _translate(exc, request) from (_refusal(exc) or exc)
+            raise _translate(exc, request) from (AddressRefused.found_in(exc) or exc)
         return httpx.Response(
             status_code=response.status,
             headers=list(response.raw_headers),
@@ -161,19 +161,9 @@ class _Body(httpx.AsyncByteStream):
             self._response.close()
 
 
-def _refusal(exc: BaseException) -> AddressRefused | None:
-    """The guard's refusal somewhere in the chain of an aiohttp error."""
-    cause: BaseException | None = exc
-    for _ in range(5):
-        if cause is None or isinstance(cause, AddressRefused):
-            return cause
-        cause = cause.__cause__ or cause.__context__
-    return None
-
-
 def _translate(exc: BaseException, request: httpx.Request) -> Exception:
     """aiohttp's errors as the httpx errors `Fetcher` maps (a refusal is chained as the cause by the caller)."""
-    refused = _refusal(exc)
+    refused = AddressRefused.found_in(exc)
     if refused is not None:
         return httpx.ConnectError(str(refused), request=request)
     if isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError):

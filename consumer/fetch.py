@@ -332,7 +332,7 @@ def _fetchable(url: str, *, what: str) -> str:
 
 
 def _translate(exc: Exception, url: str) -> FetchError:
-    refused = _refusal(exc)
+    refused = AddressRefused.found_in(exc)
     if refused is not None:
         return BlockedAddress(f"refused to connect: {refused}")
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
@@ -347,13 +347,3 @@ def _translate(exc: Exception, url: str) -> FetchError:
         log.warning("unexpected %s fetching %s", type(exc).__name__, url, exc_info=exc)
     detail = str(exc)[:200] or type(exc).__name__
     return ConnectFailed(f"fetching {host_of(url)} failed: {detail}")
-
-
-def _refusal(exc: BaseException) -> AddressRefused | None:
-    """The guard's refusal, which httpx re-raises as `ConnectError` with the original as `__cause__`."""
-    seen: BaseException | None = exc
-    for _ in range(4):
-        if seen is None or isinstance(seen, AddressRefused):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return None

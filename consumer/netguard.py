@@ -37,6 +37,16 @@ class AddressRefused(httpcore.ConnectError):
         super().__init__(message)
         self.host, self.port, self.address = host, port, address
 
+    @classmethod
+    def found_in(cls, exc: BaseException) -> AddressRefused | None:
+        """The guard's refusal in the chain of causes of `exc` (httpx and aiohttp each wrap it once or twice)."""
+        seen: BaseException | None = exc
+        for _ in range(5):
+            if seen is None or isinstance(seen, cls):
+                return seen
+            seen = seen.__cause__ or seen.__context__
+        return None
+
 
 async def system_resolver(host: str, port: int) -> list[IPAddress]:
     """All A and AAAA answers of the system resolver, in its order, without duplicates."""
