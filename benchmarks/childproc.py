@@ -6,6 +6,7 @@ Standard library only: the scripts that import it run in the project's venv, the
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -164,3 +165,13 @@ def emit(result: Mapping[str, Any]) -> None:
     """A measurement script's result: one JSON object as the last line on stdout."""
     sys.stdout.write(json.dumps(result, sort_keys=True) + "\n")
     sys.stdout.flush()
+
+
+def crawl_arguments(description: str) -> argparse.ArgumentParser:
+    """The arguments every crawler of the crawl rows takes (`--start`, `--limit`, `--concurrency`); each adds
+    where its output goes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--start", required=True, help="the site's first page")
+    parser.add_argument("--limit", type=int, default=2000, help="pages at most")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests at once (all to the one host)")
+    return parser

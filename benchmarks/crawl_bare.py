@@ -12,7 +12,6 @@ every page written as JSON lines. pages/s = pages / (first request, robots.txt, 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import time
@@ -21,7 +20,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 from urllib.robotparser import RobotFileParser
 
 import aiohttp
-from childproc import emit
+from childproc import crawl_arguments, emit
 from selectolax.lexbor import LexborHTMLParser
 
 
@@ -100,10 +99,7 @@ class Crawler:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--start", required=True)
-    parser.add_argument("--limit", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser = crawl_arguments(__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 

@@ -13,7 +13,6 @@ process's own (from `wait4`, start-up included, as for the peers).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import shutil
 import sys
@@ -21,7 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
-from childproc import Child, clean_env, emit, exit_on_sigterm
+from childproc import Child, clean_env, crawl_arguments, emit, exit_on_sigterm
 
 from shared import keys
 from shared.backends import open_backends
@@ -69,10 +68,7 @@ async def wait_terminal(settings: Settings, task: Task, worker: Child, timeout_s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--start", required=True)
-    parser.add_argument("--limit", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser = crawl_arguments(__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--timeout-s", type=float, default=300)
     args = parser.parse_args()

@@ -12,13 +12,12 @@ pages/s = item_scraped_count / elapsed_time_seconds from Scrapy's own stats.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import scrapy
-from childproc import emit
+from childproc import crawl_arguments, emit
 from scrapy.crawler import CrawlerProcess
 from scrapy.http import Response
 from scrapy.linkextractors import LinkExtractor
@@ -60,10 +59,7 @@ class SiteSpider(scrapy.Spider):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--start", required=True)
-    parser.add_argument("--limit", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser = crawl_arguments(__doc__.splitlines()[0])
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
