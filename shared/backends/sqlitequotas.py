@@ -80,17 +80,9 @@ class SqliteQuotaLedger:
         """At the limit: free the places of tasks that ended without releasing theirs (a crash after the final
         save), oldest first; whether any was freed."""
         sql = "SELECT task_id, reserved_at FROM quota_active WHERE tenant_id = ? ORDER BY reserved_at LIMIT ?"
-        freed = False
+        freed, lapsed_before = False, now.timestamp() - ACTIVE_MARKER_TTL_S
         for task_id, reserved_at in self.kv._read(sql, (tenant_id, MAX_MARKER_CHECKS)):
-            if reserved_at < now.timestamp() - ACTIVE_MARKER_TTL_S or await has_ended(self.tasks, tenant_id, task_id):
+            if reserved_at < lapsed_before or await has_ended(self.tasks, tenant_id, task_id):
                 await self.release(tenant_id, task_id)
                 freed = True
         return freed
-
-    def usage(self, tenant_id: str, now: datetime) -> tuple[int, int]:
-        """The tenant's tasks holding a place, and its pages reserved today."""
-        row = self.kv._read(_USAGE, (tenant_id,))
-        if not row:
-            return 0, 0
-        active, day, pages = row[0]
-        return active, pages if day == day_start_ms(now) else 0

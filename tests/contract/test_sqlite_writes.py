@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,10 +17,10 @@ from shared.backends.sqlite import SqliteKV
 
 
 @pytest.fixture
-async def kv(tmp_path: Path) -> SqliteKV:
+async def kv(tmp_path: Path) -> AsyncIterator[SqliteKV]:
     store = SqliteKV(tmp_path / "writes.sqlite3")
     await store.ping()
-    yield store  # type: ignore[misc]
+    yield store
     await store.aclose()
 
 

@@ -92,8 +92,9 @@ async def test_requests_without_a_valid_key_get_401_with_a_bearer_challenge(
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
-async def test_a_revoked_key_gets_401(api: httpx.AsyncClient, alice: Caller, backends: Backends) -> None:
-    await Accounts(backends.kv).revoke_key(alice.tenant.tenant_id, alice.key_id)
+async def test_a_revoked_key_gets_401_at_once(api: httpx.AsyncClient, alice: Caller, backends: Backends) -> None:
+    assert (await submit(api, alice)).status_code == 202  # the API has the key's record parsed now
+    await Accounts(backends.kv).revoke_key(alice.tenant.tenant_id, alice.key_id)  # as `scrapeq key revoke` does
     assert_problem(await submit(api, alice), 401)
 
 
