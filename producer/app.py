@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from producer import hooks, problems
 from producer.deps import Services
+from producer.fastpath import SubmitFastPath
 from producer.limits import BodyLimitMiddleware, RateLimitMiddleware, ip_policy
 from producer.routes import router
 from shared.backends import Backends, open_backends
@@ -50,6 +51,7 @@ def create_app(
     app = FastAPI(title="scrapeq", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     if backends is not None:
         app.state.services = Services.build(settings, backends, limiters)
+    app.add_middleware(SubmitFastPath)  # innermost: after the address's rate limit and the body's size
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     # Added last, so it runs first: a flood is refused before its body is even read.
     app.add_middleware(

@@ -54,13 +54,21 @@ def problem(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
+def api_problem(exc: ApiError) -> JSONResponse:
+    return problem(exc.status, exc.detail, code=exc.code, title=exc.title, headers=exc.headers, **exc.extra)
+
+
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return problem(exc.status, exc.detail, code=exc.code, title=exc.title, headers=exc.headers, **exc.extra)
+    return api_problem(exc)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    return validation_problem(exc)
+
+
+def validation_problem(exc: RequestValidationError) -> JSONResponse:
     errors = [
         {"loc": list(err.get("loc", ())), "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))}
         for err in exc.errors()

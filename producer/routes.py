@@ -104,6 +104,11 @@ def idempotency_key_of(request: Request) -> str | None:
 )
 async def scrape(body: ScrapeRequest, principal: PrincipalDep, request: Request) -> JSONResponse:
     """Submit a crawl. Answers at once; poll `status_url` or subscribe a webhook."""
+    return await accept(body, principal, request)
+
+
+async def accept(body: ScrapeRequest, principal: Principal, request: Request) -> JSONResponse:
+    """The answer to a valid `POST /scrape` of an authenticated caller (also served by `fastpath`)."""
     services = services_of(request)
     idempotency_key = idempotency_key_of(request)
     submission.authorise(body, tenant=principal.tenant, key=principal.key, policy=services.address_policy)
