@@ -102,12 +102,12 @@ def idempotency_key_of(request: Request) -> str | None:
     responses=PROBLEM_RESPONSES,
     openapi_extra={"parameters": [IDEMPOTENCY_KEY]},
 )
-async def scrape(body: ScrapeRequest, principal: PrincipalDep, request: Request) -> JSONResponse:
+async def scrape(body: ScrapeRequest, principal: PrincipalDep, request: Request) -> Response:
     """Submit a crawl. Answers at once; poll `status_url` or subscribe a webhook."""
     return await accept(body, principal, request)
 
 
-async def accept(body: ScrapeRequest, principal: Principal, request: Request) -> JSONResponse:
+async def accept(body: ScrapeRequest, principal: Principal, request: Request) -> Response:
     """The answer to a valid `POST /scrape` of an authenticated caller (also served by `fastpath`)."""
     services = services_of(request)
     idempotency_key = idempotency_key_of(request)
@@ -130,7 +130,8 @@ async def accept(body: ScrapeRequest, principal: Principal, request: Request) ->
     headers = {"Location": accepted.status_url}
     if not created:
         headers["Idempotent-Replayed"] = "true"
-    return JSONResponse(accepted.model_dump(mode="json"), status_code=202 if created else 200, headers=headers)
+    status = 202 if created else 200
+    return Response(accepted.model_dump_json(), status_code=status, headers=headers, media_type="application/json")
 
 
 @router.get("/tasks/{task_id}", response_model=TaskPublic, tags=["tasks"], responses=PROBLEM_RESPONSES)

@@ -128,16 +128,27 @@ def parse_api_key(api_key: str) -> str | None:
     return match.group(1)
 
 
+#: Entries each of `Accounts`' caches holds at most (the oldest go first).
+CACHE_SIZE = 1024
+V = TypeVar("V")
+
+
+def _remember(cache: dict[str, V], key: str, value: V) -> None:
+    if len(cache) >= CACHE_SIZE:
+        del cache[next(iter(cache))]
+    cache[key] = value
+
+
 class Accounts:
     """Tenant, key and audit operations over a KV store."""
-
-    #: Parsed records `authenticate` keeps, keyed by their stored text (so a changed record is parsed again).
-    PARSED_CACHE_SIZE = 1024
 
     def __init__(self, kv: KeyValueStore) -> None:
         self.kv = kv
         self._last_audit_ns = 0
+        # What `authenticate` keeps between requests: parsed records keyed by their stored text (a changed
+        # record is parsed again), and the tenant and key id a known API key points to.
         self._parsed: dict[str, Tenant | ApiKey] = {}
+        self._pointers: dict[str, str] = {}
 
     async def create_tenant(
         self, name: str, knowledge_bases: list[str], *, allowed_domains: list[str] | None = None
@@ -259,11 +270,15 @@ class Accounts:
 
     async def authenticate(self, api_key: str) -> tuple[Tenant, ApiKey]:
         """The tenant and key behind a bearer token, or `Unauthorized` (same answer for every failure)."""
-        if parse_api_key(api_key) is None:
-            raise Unauthorized("invalid API key")
-        pointer = await self.kv.get(keys.api_key_lookup(hash_key(api_key)))
+        pointer = self._pointers.get(api_key)
         if pointer is None:
-            raise Unauthorized("invalid API key")
+            if parse_api_key(api_key) is None:
+                raise Unauthorized("invalid API key")
+            pointer = await self.kv.get(keys.api_key_lookup(hash_key(api_key)))
+            if pointer is None:
+                raise Unauthorized("invalid API key")
+            # Written once when the key is created, never changed: it can be kept (unknown keys are not).
+            _remember(self._pointers, api_key, pointer)
         tenant_id, key_id = pointer.split(":", 1)
         raw_key = await self.kv.get(keys.api_key(tenant_id, key_id))
         raw_tenant = await self.kv.get(keys.tenant(tenant_id))
@@ -281,9 +296,7 @@ class Accounts:
         if isinstance(found, model):
             return found
         parsed = model.model_validate_json(raw)
-        if len(self._parsed) >= self.PARSED_CACHE_SIZE:
-            del self._parsed[next(iter(self._parsed))]  # the oldest entry
-        self._parsed[raw] = parsed
+        _remember(self._parsed, raw, parsed)
         return parsed
 
     async def audit(
