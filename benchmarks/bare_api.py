@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args()
-    # As scrapeq.local builds its server: the same flags, everything else uvicorn's defaults.
+    # As scrapeq.processes builds its server: the same flags, everything else uvicorn's defaults.
     config = uvicorn.Config(app, host="127.0.0.1", port=args.port, log_level=args.log_level, access_log=False)
     uvicorn.Server(config).run()
 

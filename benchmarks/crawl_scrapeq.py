@@ -23,12 +23,12 @@ from pathlib import Path
 from childproc import Child, clean_env, crawl_arguments, emit, exit_on_sigterm
 
 from shared import keys
-from shared.backends import open_backends
+from shared.backends.factory import open_backends
 from shared.models import TERMINAL, CrawlJob, ScrapeRequest, Task
 from shared.ports import scan
 from shared.settings import Settings
-from shared.taskstore import TaskStore
-from shared.tenants import Accounts
+from shared.stores.accounts import Accounts
+from shared.stores.tasks import TaskStore
 
 KB = "kb_bench"
 

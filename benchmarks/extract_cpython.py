@@ -1,4 +1,4 @@
-"""Worker-path extraction on CPython: `consumer.extract.extract` (markdown + text + links + metadata) vs. the
+"""Worker-path extraction on CPython: `consumer.extract.page.extract` (markdown + text + links + metadata) vs. the
 stdlib reference parser, CPU time per page (`time.process_time_ns`), same pages as the Pyodide row.
 
     .venv/bin/python benchmarks/extract_cpython.py --site DIR --base-url http://127.0.0.1:PORT [--step 10]

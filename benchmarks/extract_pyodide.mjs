@@ -22,7 +22,7 @@ const { values: args } = parseArgs({
   options: { site: { type: "string" }, "base-url": { type: "string" }, step: { type: "string", default: "10" } },
 });
 
-// consumer/*.py and shared/*.py (not shared/backends/): extraction imports a few of them (consumer.extract and
+// consumer/*.py and shared/*.py (not shared/backends/): extraction imports a few of them (consumer.extract.page and
 // its parser modules, shared.urls and what it uses); the rest are copied but never imported. Anything else
 // extraction needs from outside the standard library fails the import loudly.
 function projectFiles() {

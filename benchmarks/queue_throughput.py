@@ -21,8 +21,9 @@ from typing import Any
 
 from childproc import emit
 
-from shared.backends import Backends, open_sqlite_backends
-from shared.backends.sqlite import SqliteQueue
+from shared.backends.base import Backends
+from shared.backends.factory import open_sqlite_backends
+from shared.backends.sqlite.store import SqliteQueue
 from shared.models import CrawlJob
 
 FILL_BATCH = 200

@@ -18,9 +18,9 @@ from typing import Any
 from annotated_types import Le, Lt
 from childproc import clean_env
 
-from shared.backends import open_backends
+from shared.backends.factory import open_backends
 from shared.settings import PREFIX, Settings
-from shared.tenants import Accounts
+from shared.stores.accounts import Accounts
 
 KB = "kb_bench"
 #: Settings that throttle a client or a tenant; the benchmark measures the service, not its limits.

@@ -10,18 +10,18 @@ import time
 
 import httpx
 
-from consumer.crawljob import CrawlJobs
+from consumer.crawl.hostgate import HostGate
+from consumer.crawl.job import CrawlJobs
+from consumer.crawl.robots import FetcherRobots, RobotsCache
+from consumer.crawl.visit import Visitor
 from consumer.decision import ACK, Decision, retry
-from consumer.delivery import WebhookSender
-from consumer.fetch import Fetcher
-from consumer.hostgate import HostGate
-from consumer.robots import FetcherRobots, RobotsCache
-from consumer.visit import Visitor
-from shared.events import EventLog
+from consumer.fetch.fetcher import Fetcher
+from consumer.webhooks import WebhookSender
 from shared.ports import Clock, JobQueue, JsonObject, KeyValueStore
 from shared.settings import Settings
-from shared.taskstore import TaskStore
-from shared.tenants import Accounts
+from shared.stores.accounts import Accounts
+from shared.stores.events import EventLog
+from shared.stores.tasks import TaskStore
 
 __all__ = ["ACK", "Decision", "JobHandler", "make_handler", "retry"]
 

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 from workers import WorkerEntrypoint  # type: ignore[import-not-found]
 
+from consumer.fetch.js_transport import JsFetchTransport
 from consumer.handler import JobHandler, make_handler
-from consumer.jsfetch import JsFetchTransport
 from shared.backends.cloudflare import cloudflare_backends, dispatch_batch, settings_from_env
 from shared.guard import AddressPolicy
 from shared.ports import Message

@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from producer import hooks, problems
+from producer import feeds, problems
 from producer.deps import Services
 from producer.fastpath import SubmitFastPath
-from producer.limits import BodyLimitMiddleware, RateLimitMiddleware, ip_policy
+from producer.middleware import BodyLimitMiddleware, RateLimitMiddleware, ip_policy
 from producer.routes import router
-from shared.backends import Backends, open_backends
+from shared.backends.base import Backends
+from shared.backends.factory import open_backends
 from shared.ports import JobQueue
 from shared.ratelimit import Limiters
 from shared.settings import Settings
@@ -62,5 +63,5 @@ def create_app(
     )
     problems.install(app)
     app.include_router(router)
-    app.include_router(hooks.router)
+    app.include_router(feeds.router)
     return app

@@ -13,16 +13,16 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from producer.limits import note_decision, rate_policies, refusal
-from shared.backends import Backends
+from producer.middleware import note_decision, rate_policies, refusal
+from shared.backends.base import Backends
 from shared.errors import Unauthorized
-from shared.events import EventLog
 from shared.guard import AddressPolicy
 from shared.ports import JobQueue
 from shared.ratelimit import Limiters
 from shared.settings import Settings
-from shared.taskstore import TaskStore
-from shared.tenants import Accounts, ApiKey, Tenant
+from shared.stores.accounts import Accounts, ApiKey, Tenant
+from shared.stores.events import EventLog
+from shared.stores.tasks import TaskStore
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _INVALID = {"WWW-Authenticate": 'Bearer error="invalid_token"'}

@@ -1,5 +1,5 @@
 """The quota check of a submit: the tenant's ledger reserves a place for the task, or the answer is a problem
-(429 `quota_exceeded` with `Retry-After`, or 422 for a task no retry can fit). The counting is `shared.quotas`."""
+(429 `quota_exceeded` with `Retry-After`, or 422 for a task no retry can fit). The counting: `shared.stores.quotas`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 from datetime import datetime, timedelta
 
 from shared.errors import QuotaExceeded
-from shared.quotas import PAGES_PER_DAY, QuotaLedger, Quotas, day_start
+from shared.stores.quotas import PAGES_PER_DAY, QuotaLedger, Quotas, day_start
 
 log = logging.getLogger(__name__)
 

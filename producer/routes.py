@@ -13,7 +13,6 @@ from fastapi.responses import JSONResponse
 from producer import submit as submission
 from producer.deps import BackendsDep, EventsDep, Principal, PrincipalDep, TasksDep, services_of
 from shared.errors import Forbidden, NotFound, ServiceUnavailable, StorageError
-from shared.events import EventLog
 from shared.models import (
     KB_ID_PATTERN,
     TERMINAL,
@@ -25,8 +24,9 @@ from shared.models import (
     TaskPublic,
     TaskStatus,
 )
-from shared.quotas import Quotas
-from shared.taskstore import TaskStore
+from shared.stores.events import EventLog
+from shared.stores.quotas import Quotas
+from shared.stores.tasks import TaskStore
 
 router = APIRouter()
 

@@ -12,9 +12,9 @@ from shared.errors import BlockedAddress, Forbidden, IdempotencyMismatch, Servic
 from shared.guard import AddressPolicy, check_host
 from shared.models import CrawlJob, ScrapeRequest, Task, TaskError, TaskStatus, utcnow
 from shared.ports import JobQueue
-from shared.quotas import Quotas
-from shared.taskstore import IdempotencyRecord, TaskStore
-from shared.tenants import ApiKey, Tenant
+from shared.stores.accounts import ApiKey, Tenant
+from shared.stores.quotas import Quotas
+from shared.stores.tasks import IdempotencyRecord, TaskStore
 
 log = logging.getLogger(__name__)
 

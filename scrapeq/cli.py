@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from scrapeq import cli_cloudflare
-from shared import logs
-from shared.backends import open_backends
+from scrapeq import cli_cloudflare, logs
+from scrapeq.transfer import export_lines, import_lines
+from shared.backends.factory import open_backends
 from shared.errors import ApiError, ScrapeqError
 from shared.settings import Settings
-from shared.tenants import Accounts, ApiKey, Tenant, TenantLimits
-from shared.transfer import export_lines, import_lines
+from shared.stores.accounts import Accounts, ApiKey, Tenant, TenantLimits
 
 if TYPE_CHECKING:
     from scrapeq.cli_cloudflare import Subcommands
@@ -266,7 +265,7 @@ API docs: {base}/docs
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> None:
-    from scrapeq.local import serve  # uvicorn is a local-only dependency
+    from scrapeq.processes import serve  # uvicorn is a local-only dependency
 
     logs.configure(settings.log_level)
     if args.command == "dev":

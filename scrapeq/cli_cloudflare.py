@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from scrapeq.cloudflare import bundle, provision
 from scrapeq.cloudflare.kv import WranglerKV
 from scrapeq.cloudflare.wrangler import ENV_VAR, Wrangler, command_from
-from shared.tenants import Accounts
+from shared.stores.accounts import Accounts
 
 if TYPE_CHECKING:
     Subcommands = argparse._SubParsersAction[argparse.ArgumentParser]  # argparse has no public name for it

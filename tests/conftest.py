@@ -10,9 +10,10 @@ import httpx
 import pytest
 
 from producer.app import create_app
-from shared.backends import Backends, open_memory_backends
+from shared.backends.base import Backends
+from shared.backends.factory import open_memory_backends
 from shared.settings import Settings
-from shared.tenants import Accounts, Tenant
+from shared.stores.accounts import Accounts, Tenant
 
 LOOPBACK = "127.0.0.0/8"
 

@@ -1,5 +1,5 @@
 """The KV port over a remote Workers KV namespace, through `wrangler kv key … --remote`: what lets the local
-`shared.tenants.Accounts` create tenants and keys in a deployed namespace. One wrangler process per call,
+`shared.stores.accounts.Accounts` create tenants and keys in a deployed namespace. One wrangler process per call,
 so it suits admin commands, not traffic.
 
 Values travel through a private temporary file (`--path`), never the command line, where other users of the
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from scrapeq.cloudflare.wrangler import Result, Wrangler, WranglerError, parse_json
-from shared.backends.limits import (
+from shared.backends.kvlimits import (
     check_key,
     check_list_limit,
     check_value,

@@ -22,9 +22,9 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from shared.backends import Backends
+from shared.backends.base import Backends
 from shared.backends.jsvalues import is_js_error, is_null, to_js_object, to_py
-from shared.backends.limits import (
+from shared.backends.kvlimits import (
     MAX_DELAY_S,
     check_delay,
     check_key,
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 Handle = Callable[[str, Message], Awaitable[float | None]]
 """`(queue name, message) -> seconds to wait before a retry, or None to ack`."""
 
-#: Backoff after the handler itself raised, as the local worker does (`consumer.runner`).
+#: Backoff after the handler itself raised, as the local worker does (`consumer.local`).
 ERROR_RETRY_BASE_S = 5.0
 ERROR_RETRY_MAX_S = 300.0
 

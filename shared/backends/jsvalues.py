@@ -1,4 +1,4 @@
-"""Values between JS and Python, for the Cloudflare adapters (`cloudflare`) and `consumer.jsfetch`: the one
+"""Values between JS and Python, for the Cloudflare adapters (`cloudflare`) and `consumer.fetch.js_transport`: the one
 module that converts them, and the JS `fetch` plumbing built on it.
 
 `pyodide.ffi` and `js` are imported lazily and only under Emscripten, so on CPython every conversion is the
@@ -88,7 +88,7 @@ def is_js_error(exc: BaseException) -> bool:
     return type(exc).__name__ == "JsException"  # the fakes of the CPython tests
 
 
-# --- JS fetch (for consumer.jsfetch)
+# --- JS fetch (for consumer.fetch.js_transport)
 
 
 def fetch_init(method: str, headers: list[tuple[str, str]], body: bytes, signal: Any = None) -> Any:

@@ -13,8 +13,8 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from shared.backends import QueueStats
-from shared.backends.limits import (
+from shared.backends.base import QueueStats
+from shared.backends.kvlimits import (
     check_delay,
     check_key,
     check_list_limit,

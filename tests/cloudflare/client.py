@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from shared.backends import Backends
+from shared.backends.base import Backends
 from shared.errors import StorageError
 from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, ListResult
 from tests.cloudflare.wire import decode, dumps, encode

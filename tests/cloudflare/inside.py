@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import scrapeq_harness as harness  # type: ignore[import-not-found]  # registered by harness.mjs
 
-from shared.backends import Backends
+from shared.backends.base import Backends
 from shared.backends.cloudflare import CloudflareQueue, CloudflareRateLimiter, cloudflare_backends, dispatch_batch
 from shared.ports import Message
 from shared.ratelimit import RatePolicy
@@ -154,8 +154,8 @@ async def scenario_fetch(args: dict[str, Any]) -> Any:
     """One page through `Fetcher` over `JsFetchTransport` and Node's fetch, as the consumer Worker wires it."""
     import httpx
 
-    from consumer.fetch import Fetcher
-    from consumer.jsfetch import JsFetchTransport
+    from consumer.fetch.fetcher import Fetcher
+    from consumer.fetch.js_transport import JsFetchTransport
     from shared.errors import FetchError
     from shared.guard import AddressPolicy
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.backends import Backends, open_memory_backends, open_sqlite_backends
+from shared.backends.base import Backends
+from shared.backends.factory import open_memory_backends, open_sqlite_backends
 from tests.cloudflare.client import Harness, missing_requirement, remote_backends
 
 VISIBILITY_TIMEOUT_S = 30.0

@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from shared.backends import Backends, open_sqlite_backends
+from shared.backends.base import Backends
+from shared.backends.factory import open_sqlite_backends
 
 
 async def send(backends: Backends, count: int) -> None:

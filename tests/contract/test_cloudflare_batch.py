@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from shared.backends.cloudflare import ERROR_RETRY_BASE_S, dispatch_batch
-from shared.backends.limits import MAX_DELAY_S
+from shared.backends.kvlimits import MAX_DELAY_S
 from shared.ports import Message
 from tests.cloudflare.client import Harness
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.backends import Backends
+from shared.backends.base import Backends
 from shared.ports import MAX_LIST_LIMIT, MIN_TTL_S, KeyValueStore
 
 if TYPE_CHECKING:

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.backends import Backends, QueueStats
-from shared.backends.limits import MAX_DELAY_S
+from shared.backends.base import Backends, QueueStats
+from shared.backends.kvlimits import MAX_DELAY_S
 from shared.backends.memory import MemoryQueue
-from shared.backends.sqlite import SqliteQueue
+from shared.backends.sqlite.store import SqliteQueue
 from shared.ports import Message
 from tests.contract.conftest import LOCAL_BACKENDS, MAX_RETRIES, VISIBILITY_TIMEOUT_S
 

@@ -9,8 +9,8 @@ from typing import cast
 
 import pytest
 
-from shared.backends import Backends
-from shared.backends.limits import MAX_BODY_BYTES, MAX_DELAY_S
+from shared.backends.base import Backends
+from shared.backends.kvlimits import MAX_BODY_BYTES, MAX_DELAY_S
 from shared.ports import JobQueue, JsonObject, LocalQueue
 from tests.cloudflare.client import RemoteQueue
 

@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from shared import keys
-from shared.backends import Backends, open_sqlite_backends
-from shared.backends.sqlitedb import _SCHEMA_V1, SCHEMA_VERSION
-from shared.backends.sqlitequotas import SqliteQuotaLedger
+from shared.backends.base import Backends
+from shared.backends.factory import open_sqlite_backends
+from shared.backends.sqlite.db import _SCHEMA_V1, SCHEMA_VERSION
+from shared.backends.sqlite.quotas import SqliteQuotaLedger
 from shared.models import ScrapeRequest, Task, TaskStatus
-from shared.quotas import ACTIVE_MARKER_TTL_S, CONCURRENT_TASKS, PAGES_PER_DAY, Quotas, Refusal, day_start_ms
-from shared.taskstore import TaskStore
+from shared.stores.quotas import ACTIVE_MARKER_TTL_S, CONCURRENT_TASKS, PAGES_PER_DAY, Quotas, Refusal, day_start_ms
+from shared.stores.tasks import TaskStore
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 TENANT = "tn_ledger"

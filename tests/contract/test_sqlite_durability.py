@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
-from shared.backends import Backends, open_sqlite_backends
-from shared.backends.sqlite import SqliteQueue
+from shared.backends.base import Backends
+from shared.backends.factory import open_sqlite_backends
+from shared.backends.sqlite.store import SqliteQueue
 
 CHILD = Path(__file__).with_name("sqlite_child.py")
 REPO = Path(__file__).resolve().parents[2]
@@ -182,7 +183,7 @@ async def test_a_receiver_in_another_process_wakes_at_once_on_send_without_polli
 
 
 async def test_concurrent_writes_share_transactions_keep_their_order_and_fail_alone(tmp_path: Path) -> None:
-    from shared.backends.sqlite import SqliteKV
+    from shared.backends.sqlite.store import SqliteKV
 
     kv = SqliteKV(tmp_path / "kv.sqlite3")
     hops = 0

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.backends import sqlitedb
-from shared.backends.sqlite import SqliteKV
+from shared.backends.sqlite import db as sqlitedb
+from shared.backends.sqlite.store import SqliteKV
 
 
 @pytest.fixture

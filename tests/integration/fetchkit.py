@@ -11,8 +11,8 @@ import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from consumer.fetch import Fetcher
-from consumer.netguard import (
+from consumer.fetch.fetcher import Fetcher
+from consumer.fetch.guard import (
     Resolver,
     build_client,
 )

@@ -17,12 +17,13 @@ from fastapi import FastAPI
 from producer.app import create_app
 from producer.quotas import CONCURRENCY_RETRY_AFTER_S, seconds_to_next_day
 from shared import keys
-from shared.backends import Backends, open_memory_backends, open_sqlite_backends
+from shared.backends.base import Backends
+from shared.backends.factory import open_memory_backends, open_sqlite_backends
 from shared.models import ScrapeRequest, Task, TaskStatus, utcnow
-from shared.quotas import PAGES_CHECKPOINT_EVERY, KvQuotaLedger, Quotas
 from shared.settings import Settings
-from shared.taskstore import TaskStore
-from shared.tenants import Accounts
+from shared.stores.accounts import Accounts
+from shared.stores.quotas import PAGES_CHECKPOINT_EVERY, KvQuotaLedger, Quotas
+from shared.stores.tasks import TaskStore
 from tests.conftest import Caller, make_settings
 from tests.integration.test_api import assert_problem, scrape_body
 

@@ -7,10 +7,10 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from shared.backends import Backends
+from shared.backends.base import Backends
 from shared.models import Page, TaskStatus, utcnow
-from shared.taskstore import TaskStore
-from shared.tenants import Accounts
+from shared.stores.accounts import Accounts
+from shared.stores.tasks import TaskStore
 from tests.conftest import Caller, new_caller
 
 PROBLEM = "application/problem+json"

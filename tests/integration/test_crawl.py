@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from consumer.fetch.guard import build_client
 from consumer.handler import JobHandler, make_handler
-from consumer.netguard import build_client
-from shared.backends import Backends
+from shared.backends.base import Backends
 from shared.models import CrawlJob, Format, ScrapeRequest, Task, TaskStatus
 from shared.settings import Settings
-from shared.taskstore import TaskStore
+from shared.stores.tasks import TaskStore
 from tests.conftest import make_settings
 from tests.fixtures.sitegen import generate
 from tests.fixtures.static import serve_directory

@@ -14,7 +14,7 @@ import pytest
 
 from producer.app import create_app
 from producer.fastpath import SubmitFastPath
-from shared.backends import open_memory_backends
+from shared.backends.factory import open_memory_backends
 from tests.conftest import make_settings, new_caller
 
 VALID = {"url": "http://127.0.0.1:9/docs/", "knowledge_base_id": "kb_a1", "limit": 5}

@@ -18,8 +18,8 @@ import httpcore
 import httpx
 import pytest
 
-from consumer.fetch import HTML_TYPES
-from consumer.netguard import (
+from consumer.fetch.fetcher import HTML_TYPES
+from consumer.fetch.guard import (
     LIMITS,
     AddressRefused,
     GuardedBackend,

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from consumer.fetch import Fetcher
+from consumer.crawl.hostgate import HostGate
+from consumer.crawl.robots import FetcherRobots, RobotsCache
+from consumer.crawl.visit import Outcome, Visit, Visitor
+from consumer.fetch.fetcher import Fetcher
+from consumer.fetch.guard import build_client
 from consumer.handler import make_handler
-from consumer.hostgate import HostGate
-from consumer.netguard import build_client
-from consumer.robots import FetcherRobots, RobotsCache
-from consumer.visit import Outcome, Visit, Visitor
-from shared.backends import Backends
+from shared.backends.base import Backends
 from shared.models import ScrapeRequest
 from shared.settings import Settings
 from tests.conftest import make_settings

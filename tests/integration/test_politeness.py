@@ -15,12 +15,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from consumer.fetch.guard import build_client
 from consumer.handler import JobHandler, make_handler
-from consumer.netguard import build_client
-from shared.backends import Backends
+from shared.backends.base import Backends
 from shared.models import CrawlJob, ScrapeRequest, Task
 from shared.settings import Settings
-from shared.taskstore import TaskStore
+from shared.stores.tasks import TaskStore
 from tests.conftest import make_settings
 from tests.fixtures.httpserver import LoopbackServer, Route
 

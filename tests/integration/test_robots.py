@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from consumer.fetch import Fetcher
+from consumer.crawl.hostgate import HostGate
+from consumer.crawl.robots import MAX_ROBOTS_BYTES, UNREACHABLE_TTL_S, FetcherRobots, RobotsCache, Rules
+from consumer.fetch.fetcher import Fetcher
+from consumer.fetch.guard import build_client
 from consumer.handler import make_handler
-from consumer.hostgate import HostGate
-from consumer.netguard import build_client
-from consumer.robots import MAX_ROBOTS_BYTES, UNREACHABLE_TTL_S, FetcherRobots, RobotsCache, Rules
-from shared.backends import Backends
+from shared.backends.base import Backends
 from shared.settings import Settings
 from tests.conftest import make_settings
 from tests.fixtures.canary import Canary

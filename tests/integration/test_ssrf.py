@@ -21,14 +21,14 @@ import httpcore
 import httpx
 import pytest
 
-from consumer.fetch import Fetcher
+from consumer.fetch.fetcher import Fetcher
+from consumer.fetch.guard import GuardedBackend, GuardedTransport, Resolver, build_client
 from consumer.handler import make_handler
-from consumer.netguard import GuardedBackend, GuardedTransport, Resolver, build_client
-from shared.backends import Backends
+from shared.backends.base import Backends
 from shared.errors import BlockedAddress
-from shared.events import EventLog
 from shared.guard import AddressPolicy, IPAddress
 from shared.settings import Settings
+from shared.stores.events import EventLog
 from tests.conftest import Caller, make_settings
 from tests.fixtures.canary import Canary
 from tests.fixtures.httpserver import LoopbackServer

@@ -18,15 +18,16 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from consumer.fetch.guard import build_client
 from consumer.handler import JobHandler, make_handler
-from consumer.netguard import build_client
 from producer.app import create_app
-from shared.backends import Backends, open_memory_backends
-from shared.events import EventLog
+from shared.backends.base import Backends
+from shared.backends.factory import open_memory_backends
 from shared.models import utcnow
 from shared.settings import Settings
 from shared.signing import headers_for
-from shared.tenants import Accounts, new_webhook_secret
+from shared.stores.accounts import Accounts, new_webhook_secret
+from shared.stores.events import EventLog
 from tests.conftest import Caller, make_settings, new_caller
 from tests.fixtures.receiver import Receiver, serve_receiver
 from tests.fixtures.sitegen import generate
@@ -307,7 +308,7 @@ async def test_a_task_event_is_recorded_once_however_often_it_is_emitted(
     backends: Backends[Any], caller: Caller, site: str, api: httpx.AsyncClient
 ) -> None:
     from shared.models import EventType
-    from shared.taskstore import TaskStore
+    from shared.stores.tasks import TaskStore
 
     task_id = await submit(api, caller, f"{site}/index.html")
     task = await TaskStore(backends.kv).get(caller.tenant.tenant_id, task_id)

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.tenants import Accounts
+from shared.stores.accounts import Accounts
 from tests.fixtures.sitegen import generate
 from tests.fixtures.static import serve_directory
 

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
     [
         ("producer/app.py", True),
         ("shared/backends/cloudflare.py", True),
-        ("consumer/fetch.py", False),  # the producer's bundle has no consumer code
+        ("consumer/fetch/fetcher.py", False),  # the producer's bundle has no consumer code
         ("scrapeq/cli.py", False),
         ("tests/conftest.py", False),
         (".venv/lib/python3.11/site-packages/x.py", False),
@@ -56,7 +56,12 @@ def test_build_copies_the_packages_python_files_only(tmp_path: Path) -> None:
     files = sorted(p.relative_to(bundle.module_root).as_posix() for p in bundle.module_root.rglob("*") if p.is_file())
     assert sorted([*bundle.modules, MARKER]) == files
     assert bundle.modules[0] == ENTRY
-    for expected in ("consumer/worker.py", "consumer/jsfetch.py", "shared/models.py", "shared/backends/cloudflare.py"):
+    for expected in (
+        "consumer/worker.py",
+        "consumer/fetch/js_transport.py",
+        "shared/models.py",
+        "shared/backends/cloudflare.py",
+    ):
         assert expected in bundle.modules
     assert not [m for m in bundle.modules if m.split("/")[0] not in ("consumer", "shared", ENTRY)]
     assert (bundle.module_root / "shared/models.py").read_bytes() == (ROOT / "shared/models.py").read_bytes()

@@ -23,7 +23,7 @@ from shared.backends.cloudflare import (
     settings_from_env,
 )
 from shared.backends.jsvalues import is_js_error, to_js_object, to_py
-from shared.backends.limits import MAX_DELAY_S
+from shared.backends.kvlimits import MAX_DELAY_S
 from shared.errors import StorageError
 from shared.ports import KeyInfo, ListResult, Message
 from shared.ratelimit import RatePolicy

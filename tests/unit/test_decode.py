@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from consumer.decode import PRESCAN_BYTES, decode_body
+from consumer.extract.decode import PRESCAN_BYTES, decode_body
 
 CAFE_LATIN1 = "café".encode("latin-1")
 CAFE_UTF8 = "café".encode()

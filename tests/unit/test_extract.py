@@ -6,7 +6,8 @@ import hashlib
 
 import pytest
 
-from consumer.extract import extract, normalize_language
+from consumer.extract import extract
+from consumer.extract.page import normalize_language
 from tests.unit.extractkit import BASE, md, text
 
 # ---- metadata -------------------------------------------------------------------------------------

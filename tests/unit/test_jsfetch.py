@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from consumer.fetch import Fetcher
-from consumer.jsfetch import JsFetchTransport
-from consumer.netguard import AddressRefused
+from consumer.fetch.fetcher import Fetcher
+from consumer.fetch.guard import AddressRefused
+from consumer.fetch.js_transport import JsFetchTransport
 from shared.errors import BlockedAddress
 from shared.guard import AddressPolicy
 from tests.fixtures.jsfakes import JsException

@@ -10,8 +10,8 @@ from email.utils import format_datetime
 
 import pytest
 
-from consumer.hostgate import HostGate, host_key
-from consumer.politeness import Pause, pause_for, retry_after_s
+from consumer.crawl.hostgate import HostGate, host_key
+from consumer.crawl.politeness import Pause, pause_for, retry_after_s
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC).timestamp()
 

@@ -8,9 +8,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from starlette.types import Scope
 
-from producer.limits import client_address, rate_policies
+from producer.middleware import client_address, rate_policies
 from producer.quotas import seconds_to_next_day
-from shared.quotas import Quotas, day_start
 from shared.ratelimit import (
     LayeredLimiter,
     RateDecision,
@@ -20,7 +19,8 @@ from shared.ratelimit import (
     rate_limit_headers,
 )
 from shared.settings import Settings
-from shared.tenants import Tenant, TenantLimits
+from shared.stores.accounts import Tenant, TenantLimits
+from shared.stores.quotas import Quotas, day_start
 
 POLICY = RatePolicy("key", rate_per_s=2, burst=3)
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from consumer.robots import MAX_ROBOTS_BYTES, UNREACHABLE_TTL_S, RobotsCache, rules_from_response
+from consumer.crawl.robots import MAX_ROBOTS_BYTES, UNREACHABLE_TTL_S, RobotsCache, rules_from_response
 from shared.errors import BlockedAddress, ConnectFailed, TooManyRedirects
 
 ROBOTS = b"User-agent: *\nDisallow: /private/\nAllow: /private/open/\nCrawl-delay: 2\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.scope import Scope
+from consumer.crawl.scope import Scope
 from shared.models import ScrapeRequest
 
 

@@ -13,7 +13,7 @@ from standardwebhooks import Webhook
 from scrapeq.webhooks import WebhookReceiver
 from shared.retry import MAX_QUEUE_DELAY_S, webhook_delay_s
 from shared.signing import InvalidSignature, headers_for, sign, verify
-from shared.tenants import new_webhook_secret
+from shared.stores.accounts import new_webhook_secret
 
 KAT_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 NOW = 1_800_000_000

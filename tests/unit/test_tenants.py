@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from shared.backends import Backends
+from shared.backends.base import Backends
 from shared.errors import InvalidInput, Unauthorized
-from shared.tenants import Accounts, hash_key, new_api_key, parse_api_key
+from shared.stores.accounts import Accounts, hash_key, new_api_key, parse_api_key
 
 
 def test_new_keys_parse_and_tampered_keys_do_not() -> None:

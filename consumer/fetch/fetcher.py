@@ -17,7 +17,7 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 
-from consumer.netguard import AddressRefused
+from consumer.fetch.guard import AddressRefused
 from shared.errors import (
     BadResponse,
     BlockedAddress,

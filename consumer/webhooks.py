@@ -15,14 +15,14 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from pydantic import ValidationError
 
-from consumer.netguard import AddressRefused
+from consumer.fetch.guard import AddressRefused
 from shared import signing
-from shared.events import Event, EventLog, WebhookJob
 from shared.models import Delivery, DeliveryStatus, utcnow
 from shared.ports import Clock, JobQueue, JsonObject
 from shared.retry import webhook_delay_s
 from shared.settings import Settings
-from shared.tenants import Accounts
+from shared.stores.accounts import Accounts
+from shared.stores.events import Event, EventLog, WebhookJob
 
 log = logging.getLogger(__name__)
 

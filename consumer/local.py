@@ -7,9 +7,9 @@ import contextlib
 import logging
 import time
 
+from consumer.fetch.guard import build_client
 from consumer.handler import Decision, JobHandler, make_handler, retry
-from consumer.netguard import build_client
-from shared.backends import Backends
+from shared.backends.base import Backends
 from shared.ports import LocalQueue, Message, QueueReceiver
 from shared.retry import backoff_s
 from shared.settings import Settings

@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING
 
-from shared.quotas import (
+from shared.stores.quotas import (
     ACTIVE_MARKER_TTL_S,
     CONCURRENT_TASKS,
     MAX_MARKER_CHECKS,
@@ -26,8 +26,8 @@ from shared.quotas import (
 )
 
 if TYPE_CHECKING:
-    from shared.backends.sqlite import SqliteKV
-    from shared.taskstore import TaskStore
+    from shared.backends.sqlite.store import SqliteKV
+    from shared.stores.tasks import TaskStore
 
 _USAGE = "SELECT active, day_ms, day_pages FROM quota_usage WHERE tenant_id = ?"
 _SET_USAGE = """

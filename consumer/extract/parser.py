@@ -1,5 +1,5 @@
 """The event loop behind `extract`: a bounded open-element stack (no recursion), skipped subtrees, and
-head/title/pre modes, over the tokens of `consumer.tokenizer`. The per-tag handlers are in `consumer.tags`.
+head/title/pre modes, over the tokenizer's tokens. The per-tag handlers are in `tags`.
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from collections.abc import Callable, Mapping
 from html import unescape
 from typing import Any, ClassVar
 
-from consumer.blocks import PARA
-from consumer.links import LinkCollector
-from consumer.markdown import code_block, escape_inline
-from consumer.tables import TableWriter
-from consumer.tokenizer import parse_attrs, split_markup
+from consumer.extract.blocks import PARA
+from consumer.extract.links import LinkCollector
+from consumer.extract.markdown import code_block, escape_inline
+from consumer.extract.tables import TableWriter
+from consumer.extract.tokenizer import parse_attrs, split_markup
 
 MAX_DEPTH = 512
 NORMAL, HEAD, TITLE, PRE, SKIP = 0, 1, 2, 3, 4  # where text goes: content, nowhere, title, a <pre>, nowhere

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from consumer.markdown import LINE_START_CHARS, code_span, escape_line_start, split_lines
+from consumer.extract.markdown import LINE_START_CHARS, code_span, escape_line_start, split_lines
 
 if TYPE_CHECKING:
-    from consumer.tables import Table
+    from consumer.extract.tables import Table
 
 ITEM, BLOCK, PARA = 1, 2, 3  # separator strength: newline / blank line in markdown only / blank line in both
 MAIN, ARTICLE, BOILERPLATE = 0, 1, 2
@@ -179,7 +179,7 @@ class BlockWriter:
         return escape_line_start(m), t
 
     def emit_block(self, m: str, t: str) -> None:
-        if self.tables:  # kept in case the table is rewritten as GFM (see consumer.tables)
+        if self.tables:  # kept in case the table is rewritten as GFM (see consumer.extract.tables)
             table = self.tables[-1]
             cell = table.stray if table.cell is None else table.cell
             cell[0].append(m)

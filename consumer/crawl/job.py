@@ -11,10 +11,9 @@ import logging
 
 from pydantic import ValidationError
 
-from consumer.crawl import CrawlSlice, PageHook, SliceResult, initial_state
+from consumer.crawl.slice import CrawlSlice, PageHook, SliceResult, initial_state
+from consumer.crawl.visit import Visitor
 from consumer.decision import ACK, Decision, retry
-from consumer.visit import Visitor
-from shared.events import EventLog
 from shared.models import (
     TERMINAL,
     CrawlJob,
@@ -30,7 +29,8 @@ from shared.models import (
 from shared.ports import Clock, JobQueue, JsonObject
 from shared.retry import backoff_s
 from shared.settings import Settings
-from shared.taskstore import Claim, TaskStore
+from shared.stores.events import EventLog
+from shared.stores.tasks import Claim, TaskStore
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,10 @@ from collections.abc import Iterator
 
 import uvicorn
 
-from consumer.runner import run_worker
+from consumer.local import run_worker
 from producer.app import create_app
-from shared.backends import Backends, open_backends
+from shared.backends.base import Backends
+from shared.backends.factory import open_backends
 from shared.ports import JobQueue
 from shared.settings import Settings
 

@@ -25,7 +25,7 @@ Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
 """`(host, port) -> addresses`; every answer is checked, and the connection goes to one of them."""
 
 ACCEPT = "text/html,application/xhtml+xml,text/plain;q=0.9,*/*;q=0.1"
-#: Only what `consumer.fetch` inflates in bounded steps; never br/zstd, which httpx would offer if installed.
+#: Only what `consumer.fetch.fetcher` inflates in bounded steps; never br/zstd, which httpx would offer if installed.
 ACCEPT_ENCODING = "gzip, deflate"
 LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
 
@@ -186,7 +186,7 @@ def build_client(
     policy = AddressPolicy(settings.allow_private_networks, ports=settings.fetch_allowed_ports)
     transport: httpx.AsyncBaseTransport
     if settings.fetch_engine == "aiohttp":
-        from consumer.aiotransport import AiohttpTransport  # aiohttp is a local-only dependency
+        from consumer.fetch.aiohttp_transport import AiohttpTransport  # aiohttp is a local-only dependency
 
         transport = AiohttpTransport(policy, resolver=resolver, verify=verify)
     else:

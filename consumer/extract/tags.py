@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from consumer.blocks import ARTICLE, BLOCK, BOILERPLATE, F_OPEN, MAIN, PARA
-from consumer.markdown import link_destination
-from consumer.pageparser import HEAD, NORMAL, PRE, SKIPPED, TITLE, ParserCore, attr, language
-from consumer.tokenizer import parse_attrs
+from consumer.extract.blocks import ARTICLE, BLOCK, BOILERPLATE, F_OPEN, MAIN, PARA
+from consumer.extract.markdown import link_destination
+from consumer.extract.parser import HEAD, NORMAL, PRE, SKIPPED, TITLE, ParserCore, attr, language
+from consumer.extract.tokenizer import parse_attrs
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _NOT_KEPT_SCHEMES = frozenset({"http", "https", "javascript", "vbscript", "data", "file"})

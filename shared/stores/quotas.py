@@ -26,8 +26,8 @@ from shared.ports import MAX_LIST_LIMIT, KeyInfo
 
 if TYPE_CHECKING:
     from shared.settings import Settings
-    from shared.taskstore import TaskStore
-    from shared.tenants import Tenant
+    from shared.stores.accounts import Tenant
+    from shared.stores.tasks import TaskStore
 
 CONCURRENT_TASKS = "concurrent_tasks"
 PAGES_PER_DAY = "pages_per_day"

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 from protego import Protego
 
-from consumer.fetch import Fetcher
-from consumer.hostgate import HostGate
+from consumer.crawl.hostgate import HostGate
+from consumer.fetch.fetcher import Fetcher
 from shared.errors import BlockedAddress, FetchError, TooManyRedirects
 from shared.ports import Clock
 

@@ -13,7 +13,7 @@ from producer import problems
 from shared.errors import RateLimited
 from shared.ratelimit import RateDecision, RateLimiter, RatePolicy, client_subject, rate_limit_headers
 from shared.settings import Settings
-from shared.tenants import Tenant
+from shared.stores.accounts import Tenant
 
 #: Where a request's rate decisions are kept (in the ASGI scope's `state`, i.e. `request.state`).
 DECISIONS = "rate_limit_decisions"

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from shared import keys
 from shared.models import Delivery, EventType, Task, TaskPublic, utcnow
 from shared.ports import JobQueue, KeyValueStore
-from shared.taskstore import paginate
+from shared.stores.tasks import paginate
 
 #: Event types a webhook may subscribe to, plus the one `POST /webhooks/test` sends.
 TEST_EVENT = "webhook.test"

@@ -16,9 +16,9 @@ from producer.deps import EventsDep, PrincipalDep, SettingsDep, TasksDep
 from producer.routes import PROBLEM_RESPONSES, TaskIdPath, load_task
 from shared import urls
 from shared.errors import BlockedAddress, InvalidInput, NotFound, UrlNotAllowed
-from shared.events import LIFECYCLE_KINDS, task_event_id
 from shared.guard import AddressPolicy, check_host
 from shared.models import Delivery, DeliveryStatus
+from shared.stores.events import LIFECYCLE_KINDS, task_event_id
 
 router = APIRouter(tags=["events and webhooks"], responses=PROBLEM_RESPONSES)
 

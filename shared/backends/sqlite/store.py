@@ -15,8 +15,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from shared.backends import QueueStats
-from shared.backends.limits import (
+from shared.backends.base import QueueStats
+from shared.backends.kvlimits import (
     check_delay,
     check_key,
     check_list_limit,
@@ -30,14 +30,14 @@ from shared.backends.limits import (
     new_message_id,
     prefix_end,
 )
-from shared.backends.sqlitedb import Params, SqliteClient, connect_reader, immediate
+from shared.backends.sqlite.db import Params, SqliteClient, connect_reader, immediate
 from shared.backends.wakeup import ProcessBell, Wakeup, receive_waiting
 from shared.errors import StorageError
 from shared.ports import MAX_LIST_LIMIT, Clock, JsonObject, KeyInfo, ListResult, Message
 
 if TYPE_CHECKING:
-    from shared.backends.sqlitequotas import SqliteQuotaLedger
-    from shared.taskstore import TaskStore
+    from shared.backends.sqlite.quotas import SqliteQuotaLedger
+    from shared.stores.tasks import TaskStore
 
 logger = logging.getLogger(__name__)
 
@@ -133,8 +133,8 @@ class SqliteKV(SqliteClient):
         return ListResult(keys[:limit], list_complete=False, cursor=encode_cursor(keys[limit - 1].name))
 
     def quota_ledger(self, tasks: TaskStore) -> SqliteQuotaLedger:
-        """Quotas counted in this database's own tables, exactly (`shared.quotas.ledger_for` asks for it)."""
-        from shared.backends.sqlitequotas import SqliteQuotaLedger
+        """Quotas counted in this database's own tables, exactly (`shared.stores.quotas.ledger_for` asks for it)."""
+        from shared.backends.sqlite.quotas import SqliteQuotaLedger
 
         return SqliteQuotaLedger(self, tasks)
 

@@ -17,7 +17,7 @@ from shared import keys
 from shared.errors import InvalidInput
 from shared.models import CrawlState, Page, Task, TaskStatus
 from shared.ports import KeyValueStore, scan
-from shared.quotas import QuotaLedger, ledger_for
+from shared.stores.quotas import QuotaLedger, ledger_for
 
 T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -105,7 +105,7 @@ class TaskStore:
 
     def __init__(self, kv: KeyValueStore) -> None:
         self.kv = kv
-        #: Where the tenant's quotas are counted: the storage's own ledger, or KV keys (`shared.quotas`).
+        #: Where the tenant's quotas are counted: the storage's own ledger, or KV keys (`shared.stores.quotas`).
         self.quotas: QuotaLedger = ledger_for(self)
 
     async def create(self, task: Task) -> None:
@@ -115,7 +115,7 @@ class TaskStore:
         # Three keys of their own, written at once: one transaction on SQLite, three parallel writes on KV.
         await asyncio.gather(
             self.save(task),
-            # The index carries the task's `limit`: over KV, a day's reserved pages are one listing (shared/quotas.py).
+            # The index carries the task's `limit`: over KV, a day's reserved pages are one listing (stores/quotas.py).
             self.kv.put(
                 keys.task_index(tenant_id, created_ms, task_id, micros=micros), task_id, metadata={"limit": limit}
             ),

@@ -9,11 +9,12 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from consumer.extract import decode_body, extract
-from consumer.fetch import Fetcher, FetchResult
-from consumer.hostgate import HostGate
-from consumer.politeness import pause_for
-from consumer.robots import RobotsCache
+from consumer.crawl.hostgate import HostGate
+from consumer.crawl.politeness import pause_for
+from consumer.crawl.robots import RobotsCache
+from consumer.extract import extract
+from consumer.extract.page import decode_body
+from consumer.fetch.fetcher import Fetcher, FetchResult
 from shared.errors import FetchError
 from shared.models import Format, Page, PageError, ScrapeRequest
 from shared.ports import Clock

@@ -4,8 +4,8 @@ with one GFM table, while a layout table stays the blocks it already is (as a br
 
 from __future__ import annotations
 
-from consumer.blocks import BLOCK, PARA, BlockWriter
-from consumer.markdown import table, table_cell
+from consumer.extract.blocks import BLOCK, PARA, BlockWriter
+from consumer.extract.markdown import table, table_cell
 
 _MAX_BLOCKS_PER_CELL = 3
 

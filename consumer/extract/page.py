@@ -1,6 +1,6 @@
 """Page extraction: one HTML page → metadata, markdown, plain text, links and a content hash.
 
-Pure and stdlib-only (it also runs on Pyodide), in a single pass over `consumer.tokenizer`'s events (`consumer.tags`).
+Pure and stdlib-only (it also runs on Pyodide), in a single pass over the tokenizer's events (`tags`).
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from consumer.blocks import ARTICLE, B_MD, B_MD_SEP, B_TX, B_TX_SEP, BOILERPLATE, MAIN
-from consumer.decode import decode_body
-from consumer.tags import PageParser
+from consumer.extract.blocks import ARTICLE, B_MD, B_MD_SEP, B_TX, B_TX_SEP, BOILERPLATE, MAIN
+from consumer.extract.decode import decode_body
+from consumer.extract.tags import PageParser
 
 __all__ = ["Extracted", "decode_body", "extract", "normalize_language"]
 

@@ -1,6 +1,6 @@
 """When a server asks to be left alone (pure): `Retry-After` values and the pause a 429 or 503 answer imposes.
 
-The I/O side, which makes every request to the host wait, is `consumer.hostgate.HostGate`.
+The I/O side, which makes every request to the host wait, is `consumer.crawl.hostgate.HostGate`.
 """
 
 from __future__ import annotations

@@ -13,12 +13,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from consumer.scope import Scope
-from consumer.visit import Outcome, Visit, Visitor
+from consumer.crawl.scope import Scope
+from consumer.crawl.visit import Outcome, Visit, Visitor
 from shared.models import CrawlState, FrontierEntry, Page, PageError, Progress, Task
 from shared.ports import Clock
 from shared.settings import Settings
-from shared.taskstore import TaskStore
+from shared.stores.tasks import TaskStore
 from shared.urls import url_key
 
 log = logging.getLogger(__name__)
