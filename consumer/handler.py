@@ -17,7 +17,8 @@ from consumer.crawl.visit import Visitor
 from consumer.decision import ACK, Decision, retry
 from consumer.fetch.fetcher import Fetcher
 from consumer.webhooks import WebhookSender
-from shared.ports import Clock, JobQueue, JsonObject, KeyValueStore
+from shared.backends.base import Backends
+from shared.ports import Clock, JobQueue, JsonObject
 from shared.settings import Settings
 from shared.stores.accounts import Accounts
 from shared.stores.events import EventLog
@@ -48,7 +49,7 @@ class JobHandler:
 
 
 def make_handler(
-    settings: Settings, *, kv: KeyValueStore, jobs: JobQueue, client: httpx.AsyncClient, clock: Clock = time.time
+    settings: Settings, backends: Backends[JobQueue], *, client: httpx.AsyncClient, clock: Clock = time.time
 ) -> JobHandler:
     """The consumer's object graph over one shared HTTP client; the same locally and in the consumer Worker.
 
@@ -69,8 +70,17 @@ def make_handler(
         retries=settings.page_retries,
         clock=clock,
     )
+    kv, jobs = backends.kv, backends.jobs
     events = EventLog(kv, jobs, retention_s=settings.event_retention_s)
-    crawls = CrawlJobs(store=TaskStore(kv), jobs=jobs, events=events, visitor=visitor, settings=settings, clock=clock)
+    crawls = CrawlJobs(
+        store=TaskStore(kv),
+        quotas=backends.quotas,
+        jobs=jobs,
+        events=events,
+        visitor=visitor,
+        settings=settings,
+        clock=clock,
+    )
     webhooks = WebhookSender(
         events=events, accounts=Accounts(kv), client=client, jobs=jobs, settings=settings, clock=clock
     )

@@ -97,7 +97,7 @@ async def run_worker(settings: Settings, backends: Backends[LocalQueue], stop: a
     if backends.dead_letters is None:
         raise ValueError("a local consumer needs the dead-letter queue too")
     async with build_client(settings) as client:
-        handler = make_handler(settings, kv=backends.kv, jobs=backends.jobs, client=client)
+        handler = make_handler(settings, backends, client=client)
         worker = Worker(
             handler=handler,
             jobs=backends.jobs,

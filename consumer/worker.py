@@ -34,7 +34,7 @@ def handler_for(env: Any) -> JobHandler:
         client = httpx.AsyncClient(
             transport=transport, headers={"User-Agent": settings.user_agent}, trust_env=False, follow_redirects=False
         )
-        _handler = make_handler(settings, kv=backends.kv, jobs=backends.jobs, client=client)
+        _handler = make_handler(settings, backends, client=client)
     return _handler
 
 

@@ -8,7 +8,7 @@ import math
 from datetime import datetime, timedelta
 
 from shared.errors import QuotaExceeded
-from shared.stores.quotas import PAGES_PER_DAY, QuotaLedger, Quotas, day_start
+from shared.stores.quotas import PAGES_PER_DAY, QuotaLedger, Quotas, TaskLookup, day_start
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +22,14 @@ def seconds_to_next_day(now: datetime) -> int:
 
 
 async def reserve_quotas(
-    ledger: QuotaLedger, tenant_id: str, task_id: str, *, pages: int, quotas: Quotas, now: datetime
+    ledger: QuotaLedger,
+    tasks: TaskLookup,
+    tenant_id: str,
+    task_id: str,
+    *,
+    pages: int,
+    quotas: Quotas,
+    now: datetime,
 ) -> None:
     """Count a new task of `pages` against the tenant's quotas, or raise `QuotaExceeded`."""
     allowance = quotas.max_pages_per_day
@@ -34,7 +41,7 @@ async def reserve_quotas(
             requested=pages,
             status=422,
         )
-    refusal = await ledger.reserve(tenant_id, task_id, pages=pages, quotas=quotas, now=now)
+    refusal = await ledger.reserve(tenant_id, task_id, pages=pages, quotas=quotas, now=now, tasks=tasks)
     if refusal is None:
         return
     if refusal.quota == PAGES_PER_DAY:

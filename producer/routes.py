@@ -117,6 +117,7 @@ async def accept(body: ScrapeRequest, principal: Principal, request: Request) ->
         tenant=principal.tenant,
         idempotency_key=idempotency_key,
         tasks=services.tasks,
+        ledger=services.backends.quotas,
         jobs=services.backends.jobs,
         idempotency_ttl_s=services.settings.idempotency_ttl_s,
         quotas=Quotas.of(principal.tenant, services.settings),

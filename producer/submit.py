@@ -13,7 +13,7 @@ from shared.guard import AddressPolicy, check_host
 from shared.models import CrawlJob, ScrapeRequest, Task, TaskError, TaskStatus, utcnow
 from shared.ports import JobQueue
 from shared.stores.accounts import ApiKey, Tenant
-from shared.stores.quotas import Quotas
+from shared.stores.quotas import QuotaLedger, Quotas
 from shared.stores.tasks import IdempotencyRecord, TaskStore
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ async def submit(
     tenant: Tenant,
     idempotency_key: str | None,
     tasks: TaskStore,
+    ledger: QuotaLedger,
     jobs: JobQueue,
     idempotency_ttl_s: float,
     quotas: Quotas,
@@ -63,13 +64,13 @@ async def submit(
             return existing, False  # a replay reserves nothing more
     task = Task(task_id=uuid.uuid4().hex, tenant_id=tenant.tenant_id, request=request)
     await reserve_quotas(
-        tasks.quotas, tenant.tenant_id, task.task_id, pages=request.limit, quotas=quotas, now=task.created_at
+        ledger, tasks, tenant.tenant_id, task.task_id, pages=request.limit, quotas=quotas, now=task.created_at
     )
     try:
         # The record exists before the job does, so a GET right after the 202 never answers 404.
         await tasks.create(task)
     except BaseException:
-        await tasks.mark_ended(tenant.tenant_id, task.task_id)  # a task that never was holds no place
+        await ledger.release(tenant.tenant_id, task.task_id)  # a task that never was holds no place
         raise
     if idempotency_key is not None and digest is not None:
         record = IdempotencyRecord(task_id=task.task_id, request_hash=digest)
@@ -82,7 +83,7 @@ async def submit(
         task.finished_at = utcnow()
         task.error = TaskError(code="enqueue_failed", message="the job queue did not accept the task")
         await tasks.save(task)
-        await tasks.mark_ended(tenant.tenant_id, task.task_id)
+        await ledger.release(tenant.tenant_id, task.task_id)
         raise ServiceUnavailable("the job queue is unavailable; retry later", headers={"Retry-After": "5"}) from exc
     log.debug("task queued", extra={"task_id": task.task_id, "tenant_id": tenant.tenant_id})
     return task, True

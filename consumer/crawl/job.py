@@ -30,6 +30,7 @@ from shared.ports import Clock, JobQueue, JsonObject
 from shared.retry import backoff_s
 from shared.settings import Settings
 from shared.stores.events import EventLog
+from shared.stores.quotas import QuotaLedger
 from shared.stores.tasks import Claim, TaskStore
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class CrawlJobs:
         self,
         *,
         store: TaskStore,
+        quotas: QuotaLedger,
         jobs: JobQueue,
         events: EventLog,
         visitor: Visitor,
@@ -64,6 +66,7 @@ class CrawlJobs:
         clock: Clock,
     ) -> None:
         self.store = store
+        self.quotas = quotas
         self.jobs = jobs
         self.events = events
         self.visitor = visitor
@@ -184,7 +187,7 @@ class CrawlJobs:
         await self.store.save(task)
         # The checkpoint only matters to a running crawl; later deliveries see the terminal status first.
         await self.store.discard_crawl_state(task.tenant_id, task.task_id)
-        await self.store.mark_ended(task.tenant_id, task.task_id)  # frees its slot in the concurrency quota
+        await self.quotas.release(task.tenant_id, task.task_id)  # frees its place in the concurrency quota
         log.info(
             "task %s",
             status.value,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from shared.errors import StorageError
 from shared.ports import JobQueue, KeyValueStore
+
+if TYPE_CHECKING:
+    from shared.stores.quotas import QuotaLedger
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,8 @@ class Backends(Generic[Q]):
 
     kv: KeyValueStore
     jobs: Q
+    #: Where tenant quotas are counted: exact counters in SQLite, or KV keys (`shared.stores.quotas`).
+    quotas: QuotaLedger
     dead_letters: Q | None = None
     #: Which backend this is ("sqlite", "memory", "cloudflare"), for `/health` and logs.
     name: str = "custom"

@@ -38,6 +38,7 @@ from shared.errors import StorageError
 from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, ListResult, Message
 from shared.ratelimit import RateDecision, RatePolicy
 from shared.retry import backoff_s
+from shared.stores.quotas import KvQuotaLedger
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -170,7 +171,8 @@ class CloudflareQueue:
 
 def cloudflare_backends(env: Any) -> Backends[CloudflareQueue]:
     """The Worker's `KV` namespace and `JOBS` producer; no dead-letter receiver (Cloudflare delivers those)."""
-    return Backends(kv=CloudflareKV(env.KV), jobs=CloudflareQueue(env.JOBS), name="cloudflare")
+    kv = CloudflareKV(env.KV)
+    return Backends(kv=kv, jobs=CloudflareQueue(env.JOBS), quotas=KvQuotaLedger(kv), name="cloudflare")
 
 
 def settings_from_env(env: Any) -> Settings:

@@ -10,6 +10,7 @@ from shared.backends.base import Backends
 from shared.backends.kvlimits import DEAD_LETTER_QUEUE, JOBS_QUEUE
 from shared.errors import StorageError
 from shared.ports import Clock
+from shared.stores.quotas import KvQuotaLedger
 
 if TYPE_CHECKING:
     from shared.backends.memory import MemoryQueue
@@ -21,6 +22,7 @@ def open_sqlite_backends(
     path: Path, *, visibility_timeout_s: float, max_retries: int, clock: Clock = time.time
 ) -> Backends[SqliteQueue]:
     """KV and queues in one SQLite file; the connections open on first use (see `Backends.ping`)."""
+    from shared.backends.sqlite.ledger import SqliteQuotaLedger
     from shared.backends.sqlite.store import SqliteKV, SqliteQueue
 
     dead_letters = SqliteQueue(
@@ -38,7 +40,8 @@ def open_sqlite_backends(
         max_retries=max_retries,
         dead_letter=dead_letters,
     )
-    return Backends(kv=SqliteKV(path, clock=clock), jobs=jobs, dead_letters=dead_letters, name="sqlite")
+    kv = SqliteKV(path, clock=clock)
+    return Backends(kv=kv, jobs=jobs, quotas=SqliteQuotaLedger(kv), dead_letters=dead_letters, name="sqlite")
 
 
 def open_memory_backends(
@@ -56,7 +59,8 @@ def open_memory_backends(
         max_retries=max_retries,
         dead_letter=dead_letters,
     )
-    return Backends(kv=MemoryKV(clock=clock), jobs=jobs, dead_letters=dead_letters, name="memory")
+    kv = MemoryKV(clock=clock)
+    return Backends(kv=kv, jobs=jobs, quotas=KvQuotaLedger(kv), dead_letters=dead_letters, name="memory")
 
 
 def open_backends(settings: Settings) -> Backends[SqliteQueue]:

@@ -1,33 +1,22 @@
-"""Tenant quotas — tasks queued or running at once, pages reserved per UTC day — and the ledgers that count them.
+"""Tenant quotas (tasks at once, pages per UTC day) and `KvQuotaLedger`, which counts them over KV keys alone.
 
-A submit asks the ledger to `reserve` a place for its task (refused if either quota is used up); the task's end
-`release`s it. Two ledgers, chosen by the storage (`ledger_for`):
-
-* over a store with transactions (the embedded SQLite, `sqlitequotas`), counters updated in the transaction that
-  checks them: exact, and the same cost whatever the tenant's backlog;
-* over KV alone (Cloudflare, the in-memory backend), `KvQuotaLedger`: KV takes one write per second per key and
-  has no compare-and-set, so nothing is counted in place. Concurrency is one `list` of the tenant's `active`
-  markers (written when a task is reserved, removed when it ends); pages per day a `list` of today's task index
-  keys, whose metadata carries each task's `limit`, back to the day's latest checkpoint of their sum. Two submits
-  at the same moment may both pass; README "Limits and quotas" bounds the overshoot.
-"""
+Standard library only: the Cloudflare adapters build the ledger, and their tests load them without pydantic."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
-from pydantic import BaseModel
-
 from shared import keys
-from shared.models import TERMINAL
 from shared.ports import MAX_LIST_LIMIT, KeyInfo
 
 if TYPE_CHECKING:
+    from shared.models import Task
+    from shared.ports import KeyValueStore
     from shared.settings import Settings
     from shared.stores.accounts import Tenant
-    from shared.stores.tasks import TaskStore
 
 CONCURRENT_TASKS = "concurrent_tasks"
 PAGES_PER_DAY = "pages_per_day"
@@ -69,11 +58,24 @@ class Refusal:
     used: int
 
 
+class TaskLookup(Protocol):
+    """Reads task records (a `TaskStore`): whether a task holding a place has ended, and what it reserved."""
+
+    async def get(self, tenant_id: str, task_id: str) -> Task | None: ...
+
+    async def has_ended(self, tenant_id: str, task_id: str) -> bool:
+        """Whether the task's record says it ended; a record not visible (yet) has not."""
+        ...
+
+
 class QuotaLedger(Protocol):
+    """Where a backend counts quotas: built by the backend factory (`Backends.quotas`)."""
+
     async def reserve(
-        self, tenant_id: str, task_id: str, *, pages: int, quotas: Quotas, now: datetime
+        self, tenant_id: str, task_id: str, *, pages: int, quotas: Quotas, now: datetime, tasks: TaskLookup
     ) -> Refusal | None:
-        """Count the task against its tenant's quotas, or say which one it would exceed (counting nothing)."""
+        """Count the task against its tenant's quotas, or say which one it would exceed (counting nothing).
+        `tasks` tells which places are held by tasks that ended without releasing them."""
         ...
 
     async def release(self, tenant_id: str, task_id: str) -> None:
@@ -91,44 +93,46 @@ def day_start_ms(now: datetime) -> int:
     return int(day_start(now).timestamp() * 1000)
 
 
-def ledger_for(tasks: TaskStore) -> QuotaLedger:
-    """The storage's own ledger if it has one (`quota_ledger(tasks)`), else the one over KV keys."""
-    provide = getattr(tasks.kv, "quota_ledger", None)
-    return KvQuotaLedger(tasks) if provide is None else provide(tasks)
-
-
-async def has_ended(tasks: TaskStore, tenant_id: str, task_id: str) -> bool:
-    """Whether the task's record says it ended; a record not visible (yet) has not."""
-    task = await tasks.get(tenant_id, task_id)
-    return task is not None and task.status in TERMINAL
-
-
-class PagesCheckpoint(BaseModel):
+@dataclass(frozen=True)
+class PagesCheckpoint:
     """The pages a tenant's tasks reserved from the start of a UTC day until `until_ms` (written once)."""
 
     until_ms: int
     pages: int
 
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str) -> PagesCheckpoint:
+        data = json.loads(raw)
+        return cls(until_ms=int(data["until_ms"]), pages=int(data["pages"]))
+
 
 class KvQuotaLedger:
-    """Quotas counted from keys written once each (see the module's docstring)."""
+    """Quotas counted from keys written once each, for KV without compare-and-set (Cloudflare, in-memory).
 
-    def __init__(self, tasks: TaskStore) -> None:
-        self.tasks = tasks
-        self.kv = tasks.kv
+    KV takes one write per second per key, so nothing is counted in place. Concurrency is one `list` of the
+    tenant's `active` markers (written when a task is reserved, removed when it ends); pages per day a `list` of
+    today's task index keys, whose metadata carries each task's `limit`, back to the day's latest checkpoint of
+    their sum. Two submits at the same moment may both pass; README "Limits and quotas" bounds the overshoot.
+    """
+
+    def __init__(self, kv: KeyValueStore) -> None:
+        self.kv = kv
 
     async def reserve(
-        self, tenant_id: str, task_id: str, *, pages: int, quotas: Quotas, now: datetime
+        self, tenant_id: str, task_id: str, *, pages: int, quotas: Quotas, now: datetime, tasks: TaskLookup
     ) -> Refusal | None:
         if allowance := quotas.max_pages_per_day:
             settled_ms = int((now.timestamp() - quotas.settle_s) * 1000)
             used = await self.pages_reserved_since(
-                tenant_id, day_start_ms(now), stop_above=allowance - pages, settled_ms=settled_ms
+                tenant_id, day_start_ms(now), stop_above=allowance - pages, settled_ms=settled_ms, tasks=tasks
             )
             if used + pages > allowance:
                 return Refusal(PAGES_PER_DAY, used)
         if allowance := quotas.max_concurrent_tasks:
-            active = await self._active(tenant_id, allowance)
+            active = await self._active(tenant_id, allowance, tasks)
             if active >= allowance:
                 return Refusal(CONCURRENT_TASKS, active)
         # Removed when the task ends (`release`); the TTL only bounds a marker whose removal was lost.
@@ -138,7 +142,7 @@ class KvQuotaLedger:
     async def release(self, tenant_id: str, task_id: str) -> None:
         await self.kv.delete(keys.active_task(tenant_id, task_id))
 
-    async def _active(self, tenant_id: str, allowance: int) -> int:
+    async def _active(self, tenant_id: str, allowance: int, tasks: TaskLookup) -> int:
         marked = await self.active_task_ids(tenant_id, limit=allowance)
         if len(marked) < allowance:
             return len(marked)
@@ -146,7 +150,7 @@ class KvQuotaLedger:
         # final save). Listings lag behind deletes, so those are subtracted rather than listed again.
         active = len(marked) - min(len(marked), MAX_MARKER_CHECKS)
         for task_id in marked[:MAX_MARKER_CHECKS]:
-            if await has_ended(self.tasks, tenant_id, task_id):
+            if await tasks.has_ended(tenant_id, task_id):
                 await self.release(tenant_id, task_id)
             else:
                 active += 1
@@ -166,7 +170,9 @@ class KvQuotaLedger:
             cursor = page.cursor
         return found[:limit]
 
-    async def pages_reserved_since(self, tenant_id: str, day_ms: int, *, stop_above: int, settled_ms: int) -> int:
+    async def pages_reserved_since(
+        self, tenant_id: str, day_ms: int, *, stop_above: int, settled_ms: int, tasks: TaskLookup
+    ) -> int:
         """The sum of `limit` over the tenant's tasks created since `day_ms` (a UTC midnight), counted until it
         exceeds `stop_above`: the day's latest checkpoint, plus the index keys newer than it (the index lists
         newest first, so the listing stops at the checkpoint). Keys older than `settled_ms` are assumed visible
@@ -184,7 +190,7 @@ class KvQuotaLedger:
                 if created_ms < checkpoint.until_ms:
                     done = True
                     break
-                pages = await self._task_pages(tenant_id, info)
+                pages = await self._task_pages(tenant_id, info, tasks)
                 total += pages
                 if total > stop_above:
                     return total
@@ -195,17 +201,17 @@ class KvQuotaLedger:
         if settled_keys >= PAGES_CHECKPOINT_EVERY and settled_ms > checkpoint.until_ms:
             record = PagesCheckpoint(until_ms=settled_ms, pages=checkpoint.pages + settled)
             key = keys.pages_checkpoint(tenant_id, day_ms, settled_ms)
-            await self.kv.put(key, record.model_dump_json(), ttl_s=PAGES_CHECKPOINT_TTL_S)
+            await self.kv.put(key, record.to_json(), ttl_s=PAGES_CHECKPOINT_TTL_S)
         return total
 
     async def _latest_pages_checkpoint(self, tenant_id: str, day_ms: int) -> PagesCheckpoint:
         page = await self.kv.list(prefix=keys.pages_checkpoints_prefix(tenant_id, day_ms), limit=1)
         raw = await self.kv.get(page.keys[0].name) if page.keys else None
-        return PagesCheckpoint.model_validate_json(raw) if raw else PagesCheckpoint(until_ms=day_ms, pages=0)
+        return PagesCheckpoint.from_json(raw) if raw else PagesCheckpoint(until_ms=day_ms, pages=0)
 
-    async def _task_pages(self, tenant_id: str, info: KeyInfo) -> int:
+    async def _task_pages(self, tenant_id: str, info: KeyInfo, tasks: TaskLookup) -> int:
         limit = (info.metadata or {}).get("limit")
         if isinstance(limit, int):
             return limit
-        task = await self.tasks.get(tenant_id, keys.task_id_of_index(info.name))  # indexed before the metadata
+        task = await tasks.get(tenant_id, keys.task_id_of_index(info.name))  # indexed before the metadata
         return task.request.limit if task else 0

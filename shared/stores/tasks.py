@@ -15,9 +15,8 @@ from pydantic import BaseModel
 
 from shared import keys
 from shared.errors import InvalidInput
-from shared.models import CrawlState, Page, Task, TaskStatus
+from shared.models import TERMINAL, CrawlState, Page, Task, TaskStatus
 from shared.ports import KeyValueStore, scan
-from shared.stores.quotas import QuotaLedger, ledger_for
 
 T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -105,8 +104,6 @@ class TaskStore:
 
     def __init__(self, kv: KeyValueStore) -> None:
         self.kv = kv
-        #: Where the tenant's quotas are counted: the storage's own ledger, or KV keys (`shared.stores.quotas`).
-        self.quotas: QuotaLedger = ledger_for(self)
 
     async def create(self, task: Task) -> None:
         created_ms, micros = divmod((task.created_at - EPOCH) // timedelta(microseconds=1), 1000)
@@ -122,9 +119,10 @@ class TaskStore:
             self.kv.put(keys.kb_task_index(tenant_id, kb_id, created_ms, task_id, micros=micros), task_id),
         )
 
-    async def mark_ended(self, tenant_id: str, task_id: str) -> None:
-        """The task no longer counts against its tenant's concurrent tasks (idempotent)."""
-        await self.quotas.release(tenant_id, task_id)
+    async def has_ended(self, tenant_id: str, task_id: str) -> bool:
+        """Whether the task's record says it ended; a record not visible (yet) has not."""
+        task = await self.get(tenant_id, task_id)
+        return task is not None and task.status in TERMINAL
 
     async def save(self, task: Task) -> None:
         await self.kv.put(keys.task(task.tenant_id, task.task_id), task.model_dump_json())

@@ -23,6 +23,7 @@ from typing import IO, Any
 from shared.backends.base import Backends
 from shared.errors import StorageError
 from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, ListResult
+from shared.stores.quotas import KvQuotaLedger
 from tests.cloudflare.wire import decode, dumps, encode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -208,4 +209,5 @@ class RemoteQueue:
 
 
 def remote_backends(harness: Harness) -> Backends[RemoteQueue]:
-    return Backends(kv=RemoteKV(harness), jobs=RemoteQueue(harness), name="cloudflare")
+    kv = RemoteKV(harness)
+    return Backends(kv=kv, jobs=RemoteQueue(harness), quotas=KvQuotaLedger(kv), name="cloudflare")

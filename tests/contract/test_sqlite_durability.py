@@ -198,7 +198,7 @@ async def test_concurrent_writes_share_transactions_keep_their_order_and_fail_al
     try:
         writes = [kv.put(f"k{i}", f"v{i}") for i in range(200)]
         writes += [kv.delete(f"k{i}") for i in range(0, 200, 2)]  # issued after their puts: they win
-        bad = kv._write("INSERT INTO no_such_table VALUES (1)", ())
+        bad = kv.write("INSERT INTO no_such_table VALUES (1)", ())
         outcomes = await asyncio.gather(*writes, bad, return_exceptions=True)
         assert outcomes[:-1] == [None] * 300
         assert "no_such_table" in str(outcomes[-1])

@@ -31,7 +31,7 @@ def fail(conn: sqlite3.Connection) -> None:
 
 async def test_a_failing_write_fails_alone_and_its_batch_commits(kv: SqliteKV) -> None:
     puts = [kv.put(f"k{n:02d}", str(n)) for n in range(20)]
-    outcomes = await asyncio.gather(*puts, kv._write_fn(fail), kv._write_fn(lambda conn: 42), return_exceptions=True)
+    outcomes = await asyncio.gather(*puts, kv.write_fn(fail), kv.write_fn(lambda conn: 42), return_exceptions=True)
     assert outcomes[:20] == [None] * 20
     assert isinstance(outcomes[20], ValueError)
     assert outcomes[21] == 42

@@ -188,7 +188,6 @@ async def test_concurrent_tasks_over_the_quota_get_429_until_one_ends(
     make_app: Callable[..., FastAPI], backends: Backends, alice: Caller, bob: Caller
 ) -> None:
     await Accounts(backends.kv).set_limits(alice.tenant.tenant_id, {"max_concurrent_tasks": 2})
-    tasks = TaskStore(backends.kv)
     async with client_of(make_app()) as api:
         first = (await submit(api, alice)).json()["task_id"]
         assert (await submit(api, alice)).status_code == 202
@@ -197,7 +196,7 @@ async def test_concurrent_tasks_over_the_quota_get_429_until_one_ends(
         assert (problem["limit"], problem["used"]) == (2, 2)
         assert refused.headers["retry-after"] == str(CONCURRENCY_RETRY_AFTER_S)
         assert (await submit(api, bob, knowledge_base_id="kb_b1")).status_code == 202  # another tenant
-        await tasks.mark_ended(alice.tenant.tenant_id, first)  # what the consumer does when a task ends
+        await backends.quotas.release(alice.tenant.tenant_id, first)  # what the consumer does when a task ends
         assert (await submit(api, alice)).status_code == 202
 
 
@@ -260,9 +259,10 @@ async def test_only_tasks_submitted_today_count_against_the_daily_quota(
     request = ScrapeRequest.model_validate(scrape_body(limit=10))
     yesterday = utcnow() - timedelta(days=1)
     task = Task(task_id="a" * 32, tenant_id=alice.tenant.tenant_id, request=request, created_at=yesterday)
-    assert (
-        await tasks.quotas.reserve(task.tenant_id, task.task_id, pages=10, quotas=Quotas(0, 10), now=yesterday) is None
+    refusal = await backends.quotas.reserve(
+        task.tenant_id, task.task_id, pages=10, quotas=Quotas(0, 10), now=yesterday, tasks=tasks
     )
+    assert refusal is None
     await tasks.create(task)
     async with client_of(make_app()) as api:
         assert (await submit(api, alice, limit=10)).status_code == 202
@@ -286,21 +286,27 @@ async def index_tasks(tasks: TaskStore, tenant_id: str, limits: list[int], *, fr
 
 async def test_the_days_sum_is_checkpointed_once_enough_keys_have_settled(backends: Backends, alice: Caller) -> None:
     tasks, tenant_id = TaskStore(backends.kv), alice.tenant.tenant_id
-    ledger = KvQuotaLedger(tasks)
+    ledger = KvQuotaLedger(backends.kv)
     await index_tasks(tasks, tenant_id, [3] * 5, from_ms=DAY_MS - 10_000)  # the day before
     await index_tasks(tasks, tenant_id, [1, 2] * (PAGES_CHECKPOINT_EVERY // 2), from_ms=DAY_MS)
     settled_ms = DAY_MS + 60_000
     await index_tasks(tasks, tenant_id, [7], from_ms=settled_ms + 1)  # too recent for a checkpoint
     expected = 3 * PAGES_CHECKPOINT_EVERY // 2 + 7
-    assert await ledger.pages_reserved_since(tenant_id, DAY_MS, stop_above=10**6, settled_ms=settled_ms) == expected
+    assert (
+        await ledger.pages_reserved_since(tenant_id, DAY_MS, stop_above=10**6, settled_ms=settled_ms, tasks=tasks)
+        == expected
+    )
     checkpoints = (await backends.kv.list(prefix=keys.pages_checkpoints_prefix(tenant_id, DAY_MS))).keys
     assert [json.loads(await backends.kv.get(c.name) or "") for c in checkpoints] == [
         {"until_ms": settled_ms, "pages": expected - 7}
     ]
     # From now on only what came after the checkpoint is listed, and the sum goes on from it.
     await index_tasks(tasks, tenant_id, [5], from_ms=settled_ms + 2)
-    assert await ledger.pages_reserved_since(tenant_id, DAY_MS, stop_above=10**6, settled_ms=settled_ms) == expected + 5
-    assert await ledger.pages_reserved_since(tenant_id, DAY_MS, stop_above=10, settled_ms=settled_ms) > 10
+    assert (
+        await ledger.pages_reserved_since(tenant_id, DAY_MS, stop_above=10**6, settled_ms=settled_ms, tasks=tasks)
+        == expected + 5
+    )
+    assert await ledger.pages_reserved_since(tenant_id, DAY_MS, stop_above=10, settled_ms=settled_ms, tasks=tasks) > 10
 
 
 async def test_a_task_indexed_without_its_limit_still_counts(backends: Backends, alice: Caller) -> None:
@@ -312,6 +318,5 @@ async def test_a_task_indexed_without_its_limit_still_counts(backends: Backends,
     created_ms = int(task.created_at.timestamp() * 1000)
     await backends.kv.put(keys.task_index(task.tenant_id, created_ms, task.task_id), task.task_id)  # no metadata
     assert len((await backends.kv.list(prefix=keys.task_index_prefix(task.tenant_id))).keys) == 1
-    assert (
-        await KvQuotaLedger(tasks).pages_reserved_since(task.tenant_id, created_ms, stop_above=100, settled_ms=0) == 5
-    )
+    ledger = KvQuotaLedger(backends.kv)
+    assert await ledger.pages_reserved_since(task.tenant_id, created_ms, stop_above=100, settled_ms=0, tasks=tasks) == 5

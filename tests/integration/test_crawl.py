@@ -36,7 +36,7 @@ def crawl_settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 async def handler(crawl_settings: Settings, backends: Backends) -> AsyncIterator[JobHandler]:
     async with build_client(crawl_settings) as client:
-        yield make_handler(crawl_settings, kv=backends.kv, jobs=backends.jobs, client=client)
+        yield make_handler(crawl_settings, backends, client=client)
 
 
 async def start(backends: Backends, url: str, **fields: object) -> Task:

@@ -98,7 +98,7 @@ async def test_a_crawl_of_the_hostile_site_ends_every_page_with_its_code_and_com
 ) -> None:
     settings = hostile_settings(tmp_path, engine)
     async with build_client(settings) as client:
-        handler = make_handler(settings, kv=backends.kv, jobs=backends.jobs, client=client)
+        handler = make_handler(settings, backends, client=client)
         task = await start(backends, site.url("/"), limit=len(CASES) + 1, max_depth=1)
         began = time.monotonic()
         await drain(backends, handler)

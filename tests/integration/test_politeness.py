@@ -54,7 +54,7 @@ async def handlers(tmp_path: Path, backends: Backends, sent: list[tuple[float, s
         settings = polite_settings(tmp_path, **overrides)
         clients.append(client := build_client(settings))
         client.event_hooks["request"].append(note)
-        return make_handler(settings, kv=backends.kv, jobs=backends.jobs, client=client), settings
+        return make_handler(settings, backends, client=client), settings
 
     yield build
     for client in clients:

@@ -88,7 +88,7 @@ async def test_a_task_on_a_host_whose_robots_txt_fails_fetches_nothing_else(
     settings = robots_settings(tmp_path)
     async with build_client(settings) as client:
         task = await start(backends, http_server.url("/"))
-        await drain(backends, make_handler(settings, kv=backends.kv, jobs=backends.jobs, client=client))
+        await drain(backends, make_handler(settings, backends, client=client))
     done = await finished(backends, task)
     assert (done.status, done.error and done.error.code) == ("failed", "robots_unreachable")
     assert {hit.path for hit in http_server.hits} == {"/robots.txt"}
@@ -173,7 +173,7 @@ async def test_allow_and_disallow_by_longest_match_in_a_crawl(
     settings = robots_settings(tmp_path)
     async with build_client(settings) as client:
         task = await start(backends, http_server.url("/"), limit=10)
-        await drain(backends, make_handler(settings, kv=backends.kv, jobs=backends.jobs, client=client))
+        await drain(backends, make_handler(settings, backends, client=client))
     fetched = {hit.path for hit in http_server.hits} - {"/robots.txt"}
     assert fetched == {"/", "/public/a", "/tie"}  # longest match wins; on a tie, Allow
     done = await finished(backends, task)
@@ -207,7 +207,7 @@ async def test_crawl_delay_spaces_the_requests_to_the_host_up_to_the_cap(
     async with build_client(settings) as client:
         client.event_hooks["request"].append(note)
         await start(backends, http_server.url("/"), limit=10)
-        await drain(backends, make_handler(settings, kv=backends.kv, jobs=backends.jobs, client=client))
+        await drain(backends, make_handler(settings, backends, client=client))
     assert len([hit for hit in http_server.hits if hit.path != "/robots.txt"]) == 5
     # Measured as the requests leave the client (after the gate): the server's arrival times add connection jitter.
     gaps = [b - a for a, b in itertools.pairwise(sent)]

@@ -289,7 +289,7 @@ async def test_a_crawl_whose_links_lead_into_private_space_never_reaches_the_can
     public.route("/", headers=HTML, body=b"".join(b'<a href="%s">x</a>' % link.encode() for link in links))
     settings = guarded_settings(tmp_path, engine)
     async with build_client(settings, resolver=scripted_resolver()) as client:
-        handler = make_handler(settings, kv=backends.kv, jobs=backends.jobs, client=client)
+        handler = make_handler(settings, backends, client=client)
         task = await start(backends, f"http://public.test:{port}/", limit=20, allow_subdomains=True)
         await drain(backends, handler)
     pages = await pages_of(backends, task)
@@ -309,7 +309,7 @@ async def test_a_webhook_to_a_name_resolving_to_loopback_is_refused_at_send_time
     hooks = [f"http://evil.test:{canary.port}/hook", f"http://[::ffff:127.0.0.1]:{canary.port}/hook"]
     sent = [await events.record_test(alice.tenant.tenant_id, hook) for hook in hooks]
     async with build_client(settings, resolver=scripted_resolver()) as client:
-        await drain(backends, make_handler(settings, kv=backends.kv, jobs=backends.jobs, client=client))
+        await drain(backends, make_handler(settings, backends, client=client))
     for event in sent:
         delivery = await events.delivery(alice.tenant.tenant_id, event.id)
         assert delivery is not None and delivery.status == "failed"

@@ -68,7 +68,7 @@ async def api(settings: Settings, backends: Backends[Any]) -> AsyncIterator[http
 @pytest.fixture
 async def handler(settings: Settings, backends: Backends[Any]) -> AsyncIterator[JobHandler]:
     async with build_client(settings) as client:
-        yield make_handler(settings, kv=backends.kv, jobs=backends.jobs, client=client)
+        yield make_handler(settings, backends, client=client)
 
 
 @pytest.fixture
@@ -251,7 +251,7 @@ async def test_a_webhook_url_on_a_private_address_is_refused_at_submit_and_at_se
         events = EventLog(backends.kv, backends.jobs, retention_s=3600)
         event = await events.record_test(caller.tenant.tenant_id, f"http://localhost:{receiver.port}/hook")
         async with build_client(strict) as client:
-            await drain(backends, make_handler(strict, kv=backends.kv, jobs=backends.jobs, client=client))
+            await drain(backends, make_handler(strict, backends, client=client))
     assert receiver.received == []
     delivery = await events.delivery(caller.tenant.tenant_id, event.id)
     assert delivery is not None and delivery.status == "failed"

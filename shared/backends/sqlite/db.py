@@ -54,7 +54,7 @@ _SCHEMA_V1 = (
     # Only delivered messages: finding lapsed leases never walks the waiting backlog.
     "CREATE INDEX IF NOT EXISTS queue_leased ON queue_messages (queue, visible_at) WHERE lease IS NOT NULL",
 )
-# The quota ledger (`sqlitequotas`): one row per task holding a place in its tenant's concurrency, and per tenant
+# The quota ledger (`sqlite.ledger`): one row per task holding a place in its tenant's concurrency, and per tenant
 # the counts a submit checks, kept in step with those rows in the same transactions.
 _SCHEMA_V2 = (
     """CREATE TABLE IF NOT EXISTS quota_active (
@@ -194,7 +194,7 @@ class SqliteClient:
     async def _run(self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await self._wait(self._submit(fn, *args, **kwargs))
 
-    async def _write(self, sql: str, params: Params) -> int:
+    async def write(self, sql: str, params: Params) -> int:
         """One write statement, committed before this returns; its row count.
 
         Group commit: the writes of one turn of the event loop (and those arriving while a batch waits for the
@@ -205,8 +205,8 @@ class SqliteClient:
         """
         return int(await self._enqueue((sql, params)))
 
-    async def _write_fn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """`fn(connection)` in a transaction of its own or of its batch (group commit as for `_write`); what it
+    async def write_fn(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(connection)` in a transaction of its own or of its batch (group commit as for `write`); what it
         returns. It may run twice: if its batch fails, each write runs again alone."""
         result: T = await self._enqueue(fn)
         return result

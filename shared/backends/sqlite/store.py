@@ -1,7 +1,7 @@
 """KV and queues in one embedded SQLite file shared by several processes (WAL). Reads run on the event loop's
 thread (a read never waits in WAL mode); writes are group-committed there too while the write lock is free,
 else on the object's own thread, so the event loop never waits for another process (`sqlitedb` has the
-connections, the batches and the thread). The tenants' quota counters are `sqlitequotas`."""
+connections, the batches and the thread). The tenants' quota counters are `sqlite.ledger`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sqlite3
 import time
 from concurrent.futures import Future
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shared.backends.base import QueueStats
 from shared.backends.kvlimits import (
@@ -34,10 +34,6 @@ from shared.backends.sqlite.db import Params, SqliteClient, connect_reader, imme
 from shared.backends.wakeup import ProcessBell, Wakeup, receive_waiting
 from shared.errors import StorageError
 from shared.ports import MAX_LIST_LIMIT, Clock, JsonObject, KeyInfo, ListResult, Message
-
-if TYPE_CHECKING:
-    from shared.backends.sqlite.quotas import SqliteQuotaLedger
-    from shared.stores.tasks import TaskStore
 
 logger = logging.getLogger(__name__)
 
@@ -82,7 +78,7 @@ class SqliteKV(SqliteClient):
         self._puts = 0
         self._reader: sqlite3.Connection | None = None
 
-    def _read(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    def read(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         if self._closed:
             raise StorageError(f"SQLite backend {self.path} is closed")
         try:
@@ -95,7 +91,7 @@ class SqliteKV(SqliteClient):
     async def get(self, key: str) -> str | None:
         check_key(key)
         sql = "SELECT value FROM kv WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
-        rows = self._read(sql, (key, self._clock()))
+        rows = self.read(sql, (key, self._clock()))
         return str(rows[0][0]) if rows else None
 
     async def put(
@@ -110,7 +106,7 @@ class SqliteKV(SqliteClient):
             # Not awaited by this put: it only has to happen, and it goes with the next batch of writes.
             purge = "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= ? LIMIT ?)"
             self._batch_only(purge, (now, self.PURGE_BATCH))
-        await self._write(_UPSERT, row)
+        await self.write(_UPSERT, row)
 
     def _batch_only(self, sql: str, params: Params) -> None:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -119,24 +115,18 @@ class SqliteKV(SqliteClient):
 
     async def delete(self, key: str) -> None:
         check_key(key)
-        await self._write("DELETE FROM kv WHERE key = ?", (key,))
+        await self.write("DELETE FROM kv WHERE key = ?", (key,))
 
     async def list(self, *, prefix: str = "", limit: int = MAX_LIST_LIMIT, cursor: str | None = None) -> ListResult:
         check_list_limit(limit)
         after = None if cursor is None else decode_cursor(cursor)
         # One row more than asked tells whether another page exists.
         sql, params = _kv_list_query(prefix, after, limit + 1, self._clock())
-        rows = self._read(sql, params)
+        rows = self.read(sql, params)
         keys = [KeyInfo(key, exp, None if meta is None else json.loads(meta)) for key, exp, meta in rows]
         if len(keys) <= limit:
             return ListResult(keys, list_complete=True)
         return ListResult(keys[:limit], list_complete=False, cursor=encode_cursor(keys[limit - 1].name))
-
-    def quota_ledger(self, tasks: TaskStore) -> SqliteQuotaLedger:
-        """Quotas counted in this database's own tables, exactly (`shared.stores.quotas.ledger_for` asks for it)."""
-        from shared.backends.sqlite.quotas import SqliteQuotaLedger
-
-        return SqliteQuotaLedger(self, tasks)
 
     async def aclose(self) -> None:
         if self._reader is not None:
@@ -200,7 +190,7 @@ class SqliteQueue(SqliteClient):
         now = self._clock()
         row = (new_message_id(), self.name, text, now + delay_s, now)
         sql = "INSERT INTO queue_messages (id, queue, body, visible_at, enqueued_at) VALUES (?, ?, ?, ?, ?)"
-        await self._write(sql, row)
+        await self.write(sql, row)
         if delay_s == 0:
             self._wakeup.fire()
             self._bell.ring_soon()
@@ -282,7 +272,7 @@ class SqliteQueue(SqliteClient):
     async def ack(self, message: Message) -> None:
         sql = f"DELETE FROM {_FENCED[0]} {_FENCED[1]}"
         params = self._fenced(message)
-        deleted = await self._write(sql, params)
+        deleted = await self.write(sql, params)
         if not deleted:
             logger.debug("stale ack ignored", extra={"queue": self.name, "message_id": message.id})
 
@@ -296,7 +286,7 @@ class SqliteQueue(SqliteClient):
             return
         sql = f"UPDATE {_FENCED[0]} SET lease = NULL, visible_at = :visible_at {_FENCED[1]}"
         params["visible_at"] = params["now"] + delay_s
-        if not await self._write(sql, params):
+        if not await self.write(sql, params):
             logger.debug("stale retry ignored", extra={"queue": self.name, "message_id": message.id})
         elif delay_s == 0:
             self._wakeup.fire()

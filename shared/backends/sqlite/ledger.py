@@ -1,19 +1,12 @@
-"""The quota ledger of the embedded SQLite backend: exact counters, checked and updated in one transaction.
-
-`quota_active` holds a row per task with a place in its tenant's concurrency; `quota_usage` holds per tenant
-the number of those rows and the pages reserved on the current UTC day. A reservation reads the tenant's row
-and writes both in one write transaction (with the writes of other requests, by group commit), so no two
-submits, in this process or another, can both take the last place, and a submit costs the same whether the
-tenant has ten tasks queued or a hundred thousand.
-"""
+"""The quota ledger of the embedded SQLite backend: exact counters, checked and updated in one transaction."""
 
 from __future__ import annotations
 
 import sqlite3
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING
 
+from shared.backends.sqlite.store import SqliteKV
 from shared.stores.quotas import (
     ACTIVE_MARKER_TTL_S,
     CONCURRENT_TASKS,
@@ -21,13 +14,9 @@ from shared.stores.quotas import (
     PAGES_PER_DAY,
     Quotas,
     Refusal,
+    TaskLookup,
     day_start_ms,
-    has_ended,
 )
-
-if TYPE_CHECKING:
-    from shared.backends.sqlite.store import SqliteKV
-    from shared.stores.tasks import TaskStore
 
 _USAGE = "SELECT active, day_ms, day_pages FROM quota_usage WHERE tenant_id = ?"
 _SET_USAGE = """
@@ -57,32 +46,42 @@ def _release(conn: sqlite3.Connection, tenant_id: str, task_id: str) -> None:
 
 
 class SqliteQuotaLedger:
-    """The `QuotaLedger` of a `SqliteKV`'s database (see the module's docstring)."""
+    """The `QuotaLedger` of a `SqliteKV`'s database.
 
-    def __init__(self, kv: SqliteKV, tasks: TaskStore) -> None:
+    `quota_active` holds a row per task with a place in its tenant's concurrency; `quota_usage` holds per tenant
+    the number of those rows and the pages reserved on the current UTC day. A reservation reads the tenant's row
+    and writes both in one write transaction (with the writes of other requests, by group commit), so no two
+    submits, in this process or another, can both take the last place, and a submit costs the same whether the
+    tenant has ten tasks queued or a hundred thousand.
+    """
+
+    def __init__(self, kv: SqliteKV) -> None:
         self.kv = kv
-        self.tasks = tasks
 
     async def reserve(
-        self, tenant_id: str, task_id: str, *, pages: int, quotas: Quotas, now: datetime
+        self, tenant_id: str, task_id: str, *, pages: int, quotas: Quotas, now: datetime, tasks: TaskLookup
     ) -> Refusal | None:
         attempt = partial(_reserve, tenant_id=tenant_id, task_id=task_id, pages=pages, quotas=quotas,
                           day=day_start_ms(now), now_s=now.timestamp())  # fmt: skip
-        refusal = await self.kv._write_fn(attempt)
-        if refusal is not None and refusal.quota == CONCURRENT_TASKS and await self._release_ended(tenant_id, now):
-            refusal = await self.kv._write_fn(attempt)
+        refusal = await self.kv.write_fn(attempt)
+        if (
+            refusal is not None
+            and refusal.quota == CONCURRENT_TASKS
+            and await self._release_ended(tenant_id, now, tasks)
+        ):
+            refusal = await self.kv.write_fn(attempt)
         return refusal
 
     async def release(self, tenant_id: str, task_id: str) -> None:
-        await self.kv._write_fn(partial(_release, tenant_id=tenant_id, task_id=task_id))
+        await self.kv.write_fn(partial(_release, tenant_id=tenant_id, task_id=task_id))
 
-    async def _release_ended(self, tenant_id: str, now: datetime) -> bool:
+    async def _release_ended(self, tenant_id: str, now: datetime, tasks: TaskLookup) -> bool:
         """At the limit: free the places of tasks that ended without releasing theirs (a crash after the final
         save), oldest first; whether any was freed."""
         sql = "SELECT task_id, reserved_at FROM quota_active WHERE tenant_id = ? ORDER BY reserved_at LIMIT ?"
         freed, lapsed_before = False, now.timestamp() - ACTIVE_MARKER_TTL_S
-        for task_id, reserved_at in self.kv._read(sql, (tenant_id, MAX_MARKER_CHECKS)):
-            if reserved_at < lapsed_before or await has_ended(self.tasks, tenant_id, task_id):
+        for task_id, reserved_at in self.kv.read(sql, (tenant_id, MAX_MARKER_CHECKS)):
+            if reserved_at < lapsed_before or await tasks.has_ended(tenant_id, task_id):
                 await self.release(tenant_id, task_id)
                 freed = True
         return freed
