@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 
-from consumer.fetch.guard import build_client
+from consumer.fetch.client import build_client
 from consumer.handler import Decision, JobHandler, make_handler, retry
 from shared.backends.base import Backends
 from shared.ports import LocalQueue, Message, QueueReceiver

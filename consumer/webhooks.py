@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 from pydantic import ValidationError
 
-from consumer.fetch.guard import AddressRefused
+from consumer.fetch.addresses import AddressRefused
 from shared import signing
 from shared.models import Delivery, DeliveryStatus, utcnow
 from shared.ports import Clock, JobQueue, JsonObject

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 from workers import WorkerEntrypoint  # type: ignore[import-not-found]
 
-from consumer.fetch.js_transport import JsFetchTransport
+from consumer.fetch.client import build_client
 from consumer.handler import JobHandler, make_handler
 from shared.backends.cloudflare import cloudflare_backends, dispatch_batch, settings_from_env
-from shared.guard import AddressPolicy
 from shared.ports import Message
 
 _handler: JobHandler | None = None
@@ -28,13 +26,7 @@ def handler_for(env: Any) -> JobHandler:
         from js import fetch  # type: ignore[import-not-found]
 
         settings = settings_from_env(env)
-        backends = cloudflare_backends(env)
-        policy = AddressPolicy(settings.allow_private_networks, ports=settings.fetch_allowed_ports)
-        transport = JsFetchTransport(fetch, policy=policy)
-        client = httpx.AsyncClient(
-            transport=transport, headers={"User-Agent": settings.user_agent}, trust_env=False, follow_redirects=False
-        )
-        _handler = make_handler(settings, backends, client=client)
+        _handler = make_handler(settings, cloudflare_backends(env), client=build_client(settings, js_fetch=fetch))
     return _handler
 
 

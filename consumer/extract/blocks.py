@@ -5,12 +5,9 @@ Each block records its separator, so the chosen region is cut from one block lis
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from consumer.extract.markdown import LINE_START_CHARS, code_span, escape_line_start, split_lines
-
-if TYPE_CHECKING:
-    from consumer.extract.tables import Table
 
 ITEM, BLOCK, PARA = 1, 2, 3  # separator strength: newline / blank line in markdown only / blank line in both
 MAIN, ARTICLE, BOILERPLATE = 0, 1, 2
@@ -52,7 +49,6 @@ class BlockWriter:
         "next_sep",
         "ranges",
         "space",
-        "tables",
         "tx",
         "unopened",
         "used",
@@ -75,7 +71,6 @@ class BlockWriter:
         self.containers: list[tuple[str, str, str, str]] = []
         self.used = 0  # containers[:used] have written a block
         self.lists: list[list[Any]] = []
-        self.tables: list[Table] = []
         self.blocks: list[str] = []
         self.ranges: tuple[list[list[int]], ...] = ([], [], [])
         self.depths = [0, 0, 0]
@@ -179,11 +174,6 @@ class BlockWriter:
         return escape_line_start(m), t
 
     def emit_block(self, m: str, t: str) -> None:
-        if self.tables:  # kept in case the table is rewritten as GFM (see consumer.extract.tables)
-            table = self.tables[-1]
-            cell = table.stray if table.cell is None else table.cell
-            cell[0].append(m)
-            cell[1].append(t)
         kind = self.next_sep or PARA
         if self.containers and m:
             m, sep = self._prefixed(m, kind)

@@ -30,7 +30,21 @@ class Table:
 
 
 class TableWriter(BlockWriter):
-    __slots__ = ()
+    """A `BlockWriter` that also keeps every block written inside a table, in case it becomes a GFM table."""
+
+    __slots__ = ("tables",)
+
+    def init_writer(self, want_md: bool) -> None:
+        super().init_writer(want_md)
+        self.tables: list[Table] = []
+
+    def emit_block(self, m: str, t: str) -> None:
+        if self.tables:
+            table = self.tables[-1]
+            cell = table.stray if table.cell is None else table.cell
+            cell[0].append(m)
+            cell[1].append(t)
+        super().emit_block(m, t)
 
     def start_table(self, *, layout: bool) -> None:
         self.flush()

@@ -3,7 +3,7 @@
 httpx's own transport (httpcore) costs about 1.7 ms of CPU per page on this hardware; aiohttp's C parser about
 0.2 ms. `Fetcher` keeps talking httpx (redirects, deadline, bounded inflation), this only moves bytes.
 
-The network guard holds as in `consumer.fetch.guard`: aiohttp's connector asks our resolver for every new
+The network guard holds as in `httpcore_transport`: aiohttp's connector asks our resolver for every new
 connection; the resolver resolves once, refuses the host if ANY answer is disallowed (or the port is not
 allowed), and hands aiohttp exactly the checked addresses to connect to — no second lookup, no rebinding
 window. IP literals never reach a resolver in aiohttp, so they are checked here before the request.
@@ -22,7 +22,7 @@ import aiohttp
 import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from consumer.fetch.guard import AddressRefused, Resolver, check_addresses, system_resolver
+from consumer.fetch.addresses import AddressRefused, Resolver, check_addresses, system_resolver
 from shared.guard import AddressPolicy, literal_address
 
 READ_CHUNK = 64 * 1024

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from consumer.fetch.guard import AddressRefused
+from consumer.fetch.addresses import AddressRefused
 from shared.backends.jsvalues import (
     abort_controller,
     body_reader,

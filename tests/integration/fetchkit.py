@@ -11,11 +11,9 @@ import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
+from consumer.fetch.addresses import Resolver
+from consumer.fetch.client import build_client
 from consumer.fetch.fetcher import Fetcher
-from consumer.fetch.guard import (
-    Resolver,
-    build_client,
-)
 from shared.guard import IPAddress
 from shared.settings import Settings
 

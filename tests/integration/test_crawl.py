@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from consumer.fetch.guard import build_client
+from consumer.fetch.client import build_client
 from consumer.handler import JobHandler, make_handler
 from shared.backends.base import Backends
 from shared.models import CrawlJob, Format, ScrapeRequest, Task, TaskStatus

@@ -18,15 +18,10 @@ import httpcore
 import httpx
 import pytest
 
-from consumer.fetch.fetcher import HTML_TYPES
-from consumer.fetch.guard import (
-    LIMITS,
-    AddressRefused,
-    GuardedBackend,
-    GuardedTransport,
-    build_client,
-    system_resolver,
-)
+from consumer.fetch.addresses import AddressRefused, system_resolver
+from consumer.fetch.body import PAGE_TYPES
+from consumer.fetch.client import build_client
+from consumer.fetch.httpcore_transport import LIMITS, GuardedBackend, GuardedTransport
 from shared.errors import (
     BadResponse,
     BlockedAddress,
@@ -276,7 +271,7 @@ def test_guarded_transport_keeps_every_pool_option() -> None:
 
 
 def test_default_accept_is_html_and_text() -> None:
-    assert set(HTML_TYPES) == {"text/html", "application/xhtml+xml", "text/plain"}
+    assert set(PAGE_TYPES) == {"text/html", "application/xhtml+xml", "text/plain"}
 
 
 async def test_client_ignores_the_environment_and_never_follows_redirects() -> None:

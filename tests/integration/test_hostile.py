@@ -18,8 +18,8 @@ import pytest
 from consumer.crawl.hostgate import HostGate
 from consumer.crawl.robots import FetcherRobots, RobotsCache
 from consumer.crawl.visit import Outcome, Visit, Visitor
+from consumer.fetch.client import build_client
 from consumer.fetch.fetcher import Fetcher
-from consumer.fetch.guard import build_client
 from consumer.handler import make_handler
 from shared.backends.base import Backends
 from shared.models import ScrapeRequest

@@ -14,8 +14,8 @@ import pytest
 
 from consumer.crawl.hostgate import HostGate
 from consumer.crawl.robots import MAX_ROBOTS_BYTES, UNREACHABLE_TTL_S, FetcherRobots, RobotsCache, Rules
+from consumer.fetch.client import build_client
 from consumer.fetch.fetcher import Fetcher
-from consumer.fetch.guard import build_client
 from consumer.handler import make_handler
 from shared.backends.base import Backends
 from shared.settings import Settings

@@ -21,8 +21,10 @@ import httpcore
 import httpx
 import pytest
 
+from consumer.fetch.addresses import Resolver
+from consumer.fetch.client import build_client
 from consumer.fetch.fetcher import Fetcher
-from consumer.fetch.guard import GuardedBackend, GuardedTransport, Resolver, build_client
+from consumer.fetch.httpcore_transport import GuardedBackend, GuardedTransport
 from consumer.handler import make_handler
 from shared.backends.base import Backends
 from shared.errors import BlockedAddress

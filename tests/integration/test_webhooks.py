@@ -18,7 +18,7 @@ import pytest
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from consumer.fetch.guard import build_client
+from consumer.fetch.client import build_client
 from consumer.handler import JobHandler, make_handler
 from producer.app import create_app
 from shared.backends.base import Backends

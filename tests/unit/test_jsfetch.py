@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from consumer.fetch.addresses import AddressRefused
 from consumer.fetch.fetcher import Fetcher
-from consumer.fetch.guard import AddressRefused
 from consumer.fetch.js_transport import JsFetchTransport
 from shared.errors import BlockedAddress
 from shared.guard import AddressPolicy
