@@ -11,7 +11,7 @@ import time
 import httpx
 
 from consumer.crawl.hostgate import HostGate
-from consumer.crawl.job import CrawlJobs
+from consumer.crawl.job import CrawlHandler
 from consumer.crawl.robots import FetcherRobots, RobotsCache
 from consumer.crawl.visit import Visitor
 from consumer.decision import ACK, Decision, retry
@@ -30,7 +30,7 @@ __all__ = ["ACK", "Decision", "JobHandler", "make_handler", "retry"]
 class JobHandler:
     """Routes a message by its `kind` to the crawl or to webhook delivery."""
 
-    def __init__(self, *, crawls: CrawlJobs, webhooks: WebhookSender, settings: Settings) -> None:
+    def __init__(self, *, crawls: CrawlHandler, webhooks: WebhookSender, settings: Settings) -> None:
         self.crawls = crawls
         self.webhooks = webhooks
         self.settings = settings
@@ -72,7 +72,7 @@ def make_handler(
     )
     kv, jobs = backends.kv, backends.jobs
     events = EventLog(kv, jobs, retention_s=settings.event_retention_s)
-    crawls = CrawlJobs(
+    crawls = CrawlHandler(
         store=TaskStore(kv),
         quotas=backends.quotas,
         jobs=jobs,

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 DEAD_LETTER_POLL_S = 5.0
 
 
-class Worker:
+class LocalWorker:
     """Runs up to `concurrency` messages at once until `stop` is set, then drains within `grace_s`."""
 
     def __init__(
@@ -98,7 +98,7 @@ async def run_worker(settings: Settings, backends: Backends[LocalQueue], stop: a
         raise ValueError("a local consumer needs the dead-letter queue too")
     async with build_client(settings) as client:
         handler = make_handler(settings, backends, client=client)
-        worker = Worker(
+        worker = LocalWorker(
             handler=handler,
             jobs=backends.jobs,
             dead_letters=backends.dead_letters,

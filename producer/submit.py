@@ -4,19 +4,80 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import uuid
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
-from producer.quotas import reserve_quotas
-from shared.errors import BlockedAddress, Forbidden, IdempotencyMismatch, ServiceUnavailable, UrlNotAllowed
+from shared.errors import (
+    BlockedAddress,
+    Forbidden,
+    IdempotencyMismatch,
+    QuotaExceeded,
+    ServiceUnavailable,
+    UrlNotAllowed,
+)
 from shared.guard import AddressPolicy, check_host
 from shared.models import CrawlJob, ScrapeRequest, Task, TaskError, TaskStatus, utcnow
 from shared.ports import JobQueue
 from shared.stores.accounts import ApiKey, Tenant
-from shared.stores.quotas import QuotaLedger, Quotas
+from shared.stores.quotas import PAGES_PER_DAY, QuotaLedger, Quotas, TaskLookup, day_start
 from shared.stores.tasks import IdempotencyRecord, TaskStore
 
 log = logging.getLogger(__name__)
+
+#: A full concurrency quota frees up when a task ends: worth asking again soon.
+CONCURRENCY_RETRY_AFTER_S = 10
+
+
+def seconds_to_next_day(now: datetime) -> int:
+    """Whole seconds until the next UTC midnight, at least 1: when a pages-per-day quota starts afresh."""
+    return max(1, math.ceil((day_start(now) + timedelta(days=1) - now).total_seconds()))
+
+
+async def reserve_quotas(
+    ledger: QuotaLedger,
+    tasks: TaskLookup,
+    tenant_id: str,
+    task_id: str,
+    *,
+    pages: int,
+    quotas: Quotas,
+    now: datetime,
+) -> None:
+    """Count a new task of `pages` against the tenant's quotas, or raise `QuotaExceeded`."""
+    allowance = quotas.max_pages_per_day
+    if allowance and pages > allowance:
+        raise QuotaExceeded(
+            f"limit {pages} exceeds the tenant's {allowance} pages per day: no retry can pass",
+            quota=PAGES_PER_DAY,
+            limit=allowance,
+            requested=pages,
+            status=422,
+        )
+    refusal = await ledger.reserve(tenant_id, task_id, pages=pages, quotas=quotas, now=now, tasks=tasks)
+    if refusal is None:
+        return
+    if refusal.quota == PAGES_PER_DAY:
+        retry_s = seconds_to_next_day(now)
+        log.info("pages per day exhausted", extra={"tenant_id": tenant_id, "used": refusal.used, "requested": pages})
+        raise QuotaExceeded(
+            f"{refusal.used} of the tenant's {allowance} pages per day are reserved and this task needs {pages}; "
+            f"the quota starts afresh at 00:00 UTC, in {retry_s} s",
+            quota=PAGES_PER_DAY,
+            limit=allowance,
+            used=refusal.used,
+            requested=pages,
+            headers={"Retry-After": str(retry_s)},
+        )
+    log.info("concurrent tasks exhausted", extra={"tenant_id": tenant_id, "active": refusal.used})
+    raise QuotaExceeded(
+        f"the tenant has {refusal.used} tasks queued or running, its limit; retry when one has ended",
+        headers={"Retry-After": str(CONCURRENCY_RETRY_AFTER_S)},
+        quota=refusal.quota,
+        limit=quotas.max_concurrent_tasks,
+        used=refusal.used,
+    )
 
 
 def authorise(request: ScrapeRequest, *, tenant: Tenant, key: ApiKey, policy: AddressPolicy) -> None:

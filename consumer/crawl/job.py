@@ -51,7 +51,7 @@ def jsonable(value: object) -> object:
     return dump(mode="json") if dump else value
 
 
-class CrawlJobs:
+class CrawlHandler:
     """Runs crawl slices for queue messages and emits the task's lifecycle events; stateless between messages."""
 
     def __init__(

@@ -1,12 +1,13 @@
-"""Per-tag handlers of the extractor's parser: what each start tag opens and which end action it pushes."""
+"""`PageParser`, the extractor's parser: per-tag handlers (what each start tag opens, which end action it pushes)
+over `ElementLoop`."""
 
 from __future__ import annotations
 
 import re
 
 from consumer.extract.blocks import ARTICLE, BLOCK, BOILERPLATE, F_OPEN, MAIN, PARA
+from consumer.extract.elements import HEAD, NORMAL, PRE, SKIPPED, TITLE, ElementLoop, attr, language
 from consumer.extract.markdown import link_destination
-from consumer.extract.parser import HEAD, NORMAL, PRE, SKIPPED, TITLE, ParserCore, attr, language
 from consumer.extract.tokenizer import parse_attrs
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
@@ -29,7 +30,9 @@ _FRAMES |= {"s": "~~", "del": "~~", "strike": "~~", "code": "`", "kbd": "`", "sa
 _LAYOUT_ROLES = frozenset({"presentation", "none"})
 
 
-class PageParser(ParserCore):
+class PageParser(ElementLoop):
+    """One page's parser: `run(html)`, then read its blocks, links and metadata."""
+
     # The frequent handlers (p, li, strong, a ...) inline their checks: each runs hundreds of times a page.
     __slots__ = ("base_seen", "body_seen", "canonical_href", "html_seen", "lang", "leave", "meta")
 

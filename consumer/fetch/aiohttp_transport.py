@@ -124,7 +124,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             status_code=response.status,
             headers=list(response.raw_headers),
-            stream=_Body(response, request),
+            stream=_ResponseStream(response, request),
             request=request,
             extensions={"http_version": b"HTTP/1.1"},
         )
@@ -141,7 +141,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = None
 
 
-class _Body(httpx.AsyncByteStream):
+class _ResponseStream(httpx.AsyncByteStream):
     def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
         self._response = response
         self._request = request

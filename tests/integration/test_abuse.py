@@ -15,7 +15,7 @@ import pytest
 from fastapi import FastAPI
 
 from producer.app import create_app
-from producer.quotas import CONCURRENCY_RETRY_AFTER_S, seconds_to_next_day
+from producer.submit import CONCURRENCY_RETRY_AFTER_S, seconds_to_next_day
 from shared import keys
 from shared.backends.base import Backends
 from shared.backends.factory import open_memory_backends, open_sqlite_backends

@@ -9,7 +9,7 @@ import pytest
 from starlette.types import Scope
 
 from producer.middleware import client_address, rate_policies
-from producer.quotas import seconds_to_next_day
+from producer.submit import seconds_to_next_day
 from shared.ratelimit import (
     LayeredLimiter,
     RateDecision,

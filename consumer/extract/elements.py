@@ -1,6 +1,5 @@
-"""The event loop behind `extract`: a bounded open-element stack (no recursion), skipped subtrees, and
-head/title/pre modes, over the tokenizer's tokens. The per-tag handlers are in `tags`.
-"""
+"""The element loop behind `extract`: tokens in, a bounded open-element stack (no recursion), skipped subtrees,
+head/title/pre modes. The per-tag handlers (`PageParser`) are in `tags`."""
 
 from __future__ import annotations
 
@@ -32,7 +31,7 @@ VOID = frozenset({"area", "base", "br", "col", "embed", "hr", "img", "input", "l
 _NO_PUSH = VOID | SKIPPED | {"html", "head", "body", "title"}  # handlers that never push
 
 
-class ParserCore(TableWriter):
+class ElementLoop(TableWriter):
     """Feed it one page with `run`; read the writer's blocks and the metadata attributes afterwards."""
 
     __slots__ = (
@@ -69,7 +68,7 @@ class ParserCore(TableWriter):
         self.pre_lang = ""
         self.title_parts: list[str] | None = None
 
-    def run(self, html: str) -> None:  # noqa: C901 - one flat hot loop; splitting it costs a call per token
+    def run(self, html: str) -> None:
         tokens, tail = split_markup(html)
         stack, actions, handlers = self.stack, self.actions, self.handlers
         data = self.handle_data if self.want_md else self.handle_text
@@ -96,6 +95,10 @@ class ParserCore(TableWriter):
                     handler(self, tag, raw)
         if tail:
             data(tail)
+        self._end_of_input()
+
+    def _end_of_input(self) -> None:
+        """After the last token: leave an unclosed skipped subtree or title, close every element, write the rest."""
         if self.mode == SKIP:
             self.mode = self.skip_prev
         if self.mode == TITLE:
