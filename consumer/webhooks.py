@@ -19,7 +19,7 @@ from consumer.fetch.addresses import AddressRefused
 from shared import signing
 from shared.models import Delivery, DeliveryStatus, utcnow
 from shared.ports import Clock, JobQueue, JsonObject
-from shared.retry import webhook_delay_s
+from shared.retry import retry_after_s, webhook_delay_s
 from shared.settings import Settings
 from shared.stores.accounts import Accounts
 from shared.stores.events import Event, EventLog, WebhookJob
@@ -92,7 +92,7 @@ class WebhookSender:
             return Attempt(None, f"no answer within {self.settings.webhook_timeout_s:g} s")
         except (httpx.HTTPError, AddressRefused) as exc:  # a transport may raise the guard's refusal unwrapped
             return Attempt(None, _describe(exc))
-        retry_after = _retry_after(response.headers.get("retry-after"))
+        retry_after = retry_after_s(response.headers.get("retry-after"), now=self.clock())
         error = None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}"
         return Attempt(response.status_code, error, retry_after)
 
@@ -132,12 +132,6 @@ async def _drain(response: httpx.Response) -> None:
         read += len(chunk)
         if read >= MAX_RESPONSE_BYTES:
             return
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None or not value.strip().isdigit():
-        return None  # the HTTP-date form is rare for webhooks; the schedule applies then
-    return float(value.strip())
 
 
 def _describe(exc: Exception) -> str:

@@ -1,14 +1,12 @@
-"""When a server asks to be left alone (pure): `Retry-After` values and the pause a 429 or 503 answer imposes.
+"""When a server asks to be left alone (pure): the pause a 429 or 503 answer imposes on its host and page.
 
-The I/O side, which makes every request to the host wait, is `consumer.crawl.hostgate.HostGate`.
-"""
+The I/O side, which makes every request to the host wait, is `consumer.crawl.hostgate.HostGate`."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
+
+from shared.retry import backoff_s, retry_after_s
 
 #: Answers that mean "too much, come back later" (RFC 6585 §4, RFC 9110 §15.6.4).
 BACKOFF_STATUSES = frozenset({429, 503})
@@ -26,28 +24,6 @@ class Pause:
     retry: bool
 
 
-def retry_after_s(value: str | None, *, now: float) -> float | None:
-    """Seconds a `Retry-After` value asks for: delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
-
-    None when absent or unreadable; a date in the past is 0. Fractions are accepted although the RFC has
-    only whole seconds: being lenient about what a server meant costs nothing here.
-    """
-    text = (value or "").strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - now
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
 def pause_for(
     status: int, retry_after: str | None, *, attempt: int, retries: int, max_s: float, now: float
 ) -> Pause | None:
@@ -60,5 +36,5 @@ def pause_for(
     if status not in BACKOFF_STATUSES:
         return None
     asked = retry_after_s(retry_after, now=now)
-    wanted = asked if asked is not None else BACKOFF_BASE_S * 2 ** min(max(attempt - 1, 0), 30)
+    wanted = asked if asked is not None else backoff_s(attempt, base_s=BACKOFF_BASE_S, jitter=None)
     return Pause(host_s=min(wanted, max_s), retry=attempt <= retries and wanted <= max_s)

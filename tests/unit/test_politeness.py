@@ -11,7 +11,8 @@ from email.utils import format_datetime
 import pytest
 
 from consumer.crawl.hostgate import HostGate, host_key
-from consumer.crawl.politeness import Pause, pause_for, retry_after_s
+from consumer.crawl.politeness import Pause, pause_for
+from shared.retry import retry_after_s
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC).timestamp()
 
