@@ -29,14 +29,20 @@ def add_parser(sub: Subcommands, *, account_commands: AccountCommands) -> None:
     cloudflare = sub.add_parser(
         "cloudflare",
         help="deploy to Cloudflare: bundles, setup, verify, tenants and keys in the remote KV",
-        description=f"Runs wrangler as `npx --no-install wrangler` in --root, or as the command line in {ENV_VAR}.",
+        description=(
+            f"Runs wrangler as `npx --no-install wrangler`, or as the command line in {ENV_VAR}, in "
+            f"{bundle.PROJECT_DIR}/ under --root (the directory of the wrangler configs)."
+        ),
     )
     cloudflare.add_argument(
-        "--root", type=Path, default=None, help="repository root with the wrangler configs (default: current dir)"
+        "--root",
+        type=Path,
+        default=None,
+        help=f"repository root; the wrangler configs are in its {bundle.PROJECT_DIR}/ (default: current dir)",
     )
     actions = cloudflare.add_subparsers(dest="cloudflare_command", required=True)
     build = actions.add_parser("bundle", help="build each Worker's module root (wrangler's [build] also does)")
-    build.add_argument("--out", type=Path, help="parent dir of the module roots (default: build/cloudflare)")
+    build.add_argument("--out", type=Path, help=f"parent dir of the module roots (default: {bundle.BUILD_DIR})")
     _env_flag(actions.add_parser("setup", help="create the KV namespace and queues if missing; write the ids"))
     _env_flag(actions.add_parser("verify", help="check login, ids, namespaces, queues and dry-run deploys"))
     account_commands(actions, flags=_env_flag)
@@ -55,7 +61,7 @@ def run(args: argparse.Namespace, *, account_command: Callable[[Accounts], Await
             say(f"{worker.name}: {len(built.modules)} modules in {built.module_root} (main: {bundle.ENTRY})")
         return 0
     project = provision.Project(root)
-    wrangler = Wrangler(command_from(os.environ), cwd=root)
+    wrangler = Wrangler(command_from(os.environ), cwd=project.workers_dir)
     if args.cloudflare_command == "setup":
         provision.setup(project, wrangler, args.env, say=say)
         say('done: next `scrapeq cloudflare verify`, then deploy (README, "Deploying to Cloudflare")')

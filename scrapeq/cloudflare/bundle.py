@@ -2,12 +2,12 @@
 
 wrangler uploads every `*.py` under a Worker's module root (`base_dir`, else the directory of `main`); at the
 repository root that would take `.venv/`, `node_modules/` and `tests/` along. So each Worker gets its own module
-root, `build/cloudflare/<worker>/`, holding copies of its package and `shared/` (Python files only) and a
+root, `deploy/cloudflare/build/<worker>/`, holding copies of its package and `shared/` (Python files only) and a
 generated `entry.py`. wrangler uploads `main` under its base name, so the entry sits at the top of the root and
 re-exports `Default`; every other module keeps its repository path, and imports read as they do locally.
 
-Standard library only: wrangler's `[build]` hook runs `python3 -m scrapeq.cloudflare.bundle <worker>` before
-every deploy and dev run, with whatever `python3` is on the PATH.
+Standard library only: wrangler's `[build]` hook runs `python3 -m scrapeq.cloudflare.bundle <worker>` in the
+repository root before every deploy and dev run, with whatever `python3` is on the PATH.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-BUILD_DIR = PurePosixPath("build/cloudflare")
+#: The Workers' project, relative to the repository root: their wrangler configs and their own pyproject.toml (what
+#: pywrangler vendors into python_modules/ beside them). pywrangler and wrangler run in this directory.
+PROJECT_DIR = PurePosixPath("deploy/cloudflare")
+BUILD_DIR = PROJECT_DIR / "build"
 ENTRY = "entry.py"
 #: Written into every bundle (not a module, so never uploaded): a rebuild only deletes a directory we made.
 MARKER = ".scrapeq-bundle"
@@ -26,7 +29,8 @@ MARKER = ".scrapeq-bundle"
 
 @dataclass(frozen=True)
 class Worker:
-    """One Worker: the packages it uploads, the module defining its `Default` entrypoint, its wrangler config."""
+    """One Worker: the packages it uploads, the module defining its `Default` entrypoint, its wrangler config (a
+    file name in `PROJECT_DIR`)."""
 
     name: str
     packages: tuple[str, ...]
@@ -36,6 +40,11 @@ class Worker:
     @property
     def entry_path(self) -> PurePosixPath:
         return PurePosixPath(*self.entry_module.split(".")).with_suffix(".py")
+
+    @property
+    def config_path(self) -> PurePosixPath:
+        """The wrangler config relative to the repository root."""
+        return PROJECT_DIR / self.config
 
 
 PRODUCER = Worker("producer", ("producer", "shared"), "producer.worker", "wrangler.toml")
@@ -81,7 +90,7 @@ def default_module_root(root: Path, worker: Worker) -> Path:
 
 
 def build(root: Path, worker: Worker, *, out: Path | None = None) -> Bundle:
-    """(Re)build `worker`'s module root at `out` (default `build/cloudflare/<worker>` under `root`)."""
+    """(Re)build `worker`'s module root at `out` (default `deploy/cloudflare/build/<worker>` under `root`)."""
     target = out if out is not None else default_module_root(root, worker)
     files = [
         PurePosixPath(path.relative_to(root).as_posix())

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from scrapeq.cloudflare import configs
-from scrapeq.cloudflare.bundle import CONSUMER, PRODUCER, WORKERS, Worker
+from scrapeq.cloudflare.bundle import CONSUMER, PRODUCER, PROJECT_DIR, WORKERS, Worker
 from scrapeq.cloudflare.wrangler import Wrangler, WranglerError
 
 Say = Callable[[str], None]
@@ -27,7 +27,7 @@ def namespace_title(env: str | None) -> str:
 
 @dataclass(frozen=True)
 class Project:
-    """The repository root holding both wrangler configs."""
+    """The repository root, whose `deploy/cloudflare/` holds both wrangler configs."""
 
     root: Path
 
@@ -35,11 +35,16 @@ class Project:
         for worker in WORKERS.values():
             if not self.path(worker).is_file():
                 raise FileNotFoundError(
-                    f"no {worker.config} in {self.root}: run from the repository root or pass --root"
+                    f"no {worker.config_path} in {self.root}: run from the repository root or pass --root"
                 )
 
+    @property
+    def workers_dir(self) -> Path:
+        """Where the configs are, and so where wrangler runs (as pywrangler does)."""
+        return self.root / PROJECT_DIR
+
     def path(self, worker: Worker) -> Path:
-        return self.root / worker.config
+        return self.root / worker.config_path
 
     def load(self, worker: Worker) -> dict[str, Any]:
         return configs.load(self.path(worker))
@@ -48,7 +53,8 @@ class Project:
         """(jobs queue, its dead-letter queue) as the consumer's config names them for `env`."""
         consumer = configs.view(self.load(CONSUMER), env)
         if consumer.jobs_queue is None or consumer.dead_letter_queue is None:
-            raise ValueError(f"{CONSUMER.config} names no jobs queue with a dead_letter_queue for this environment")
+            path = CONSUMER.config_path
+            raise ValueError(f"{path} names no jobs queue with a dead_letter_queue for this environment")
         return consumer.jobs_queue, consumer.dead_letter_queue
 
     def kv_id(self, env: str | None) -> str:
@@ -56,7 +62,8 @@ class Project:
         namespace_id = configs.view(self.load(PRODUCER), env).kv_id
         if namespace_id is None or not configs.is_namespace_id(namespace_id):
             label = configs.env_label(env)
-            raise ValueError(f"no KV namespace id for {label} in {PRODUCER.config}: run `scrapeq cloudflare setup`")
+            path = PRODUCER.config_path
+            raise ValueError(f"no KV namespace id for {label} in {path}: run `scrapeq cloudflare setup`")
         return namespace_id
 
 
@@ -104,10 +111,10 @@ def write_kv_id(project: Project, worker: Worker, env: str | None, namespace_id:
     text = path.read_bytes().decode("utf-8")  # bytes: keep line endings exactly as they are
     label = configs.env_label(env)
     if configs.view(configs.load(path), env).kv_id == namespace_id:
-        say(f"{worker.config}: KV namespace id for {label} already set")
+        say(f"{worker.config_path}: KV namespace id for {label} already set")
         return
     path.write_bytes(configs.set_kv_id(text, env, namespace_id).encode("utf-8"))
-    say(f"{worker.config}: KV namespace id for {label} set to {namespace_id}")
+    say(f"{worker.config_path}: KV namespace id for {label} set to {namespace_id}")
 
 
 @dataclass(frozen=True)
@@ -129,8 +136,9 @@ def verify(project: Project, wrangler: Wrangler, env: str | None) -> Iterator[Ch
         yield from _remote_checks(project, wrangler, env)
     with tempfile.TemporaryDirectory(prefix="scrapeq-verify-") as scratch:
         for worker in WORKERS.values():
+            # wrangler runs in the configs' directory (`Wrangler.cwd`), so the config goes by its file name.
             result = wrangler.deploy_dry_run(worker.config, env, Path(scratch) / worker.name)
-            yield Check(result.ok, f"dry-run deploy of {worker.config}", "" if result.ok else result.tail())
+            yield Check(result.ok, f"dry-run deploy of {worker.config_path}", "" if result.ok else result.tail())
 
 
 def _config_checks(project: Project, env: str | None) -> Iterator[Check]:
@@ -141,7 +149,7 @@ def _config_checks(project: Project, env: str | None) -> Iterator[Check]:
         namespace_id = configs.view(config, env).kv_id
         yield Check(
             configs.is_namespace_id(namespace_id),
-            f"{worker.config}: KV namespace id for {configs.env_label(env)} is set",
+            f"{worker.config_path}: KV namespace id for {configs.env_label(env)} is set",
             f"it is {namespace_id!r}: run `scrapeq cloudflare setup`",
         )
 

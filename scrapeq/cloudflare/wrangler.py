@@ -1,5 +1,5 @@
-"""Running wrangler: one command line (`npx --no-install wrangler`, or `SCRAPEQ_WRANGLER`), run in the
-repository root with stdin closed so it never prompts, and its answers turned into Python values or errors.
+"""Running wrangler: one command line (`npx --no-install wrangler`, or `SCRAPEQ_WRANGLER`), run in the Workers'
+directory (deploy/cloudflare) with stdin closed so it never prompts, its answers turned into Python values or errors.
 
 Errors (all `ScrapeqError`s):
 
@@ -84,7 +84,8 @@ def parse_json(stdout: str) -> Any:
 
 
 class Wrangler:
-    """Runs wrangler commands in `cwd` (the repository root, where its configs and node_modules are)."""
+    """Runs wrangler commands in `cwd`: the directory of the wrangler configs, as pywrangler does (npx finds the
+    repository's node_modules from there), since the configs' `[build] cwd` is relative to it."""
 
     def __init__(
         self, command: Sequence[str], *, cwd: Path, environ: Mapping[str, str] | None = None, timeout_s: float = 300
@@ -193,5 +194,6 @@ class Wrangler:
         self.run("queues", "create", name)
 
     def deploy_dry_run(self, config: str, env: str | None, outdir: Path) -> Result:
-        """`wrangler deploy --dry-run` of one Worker (offline: bundles, validates, prints the bindings)."""
+        """`wrangler deploy --dry-run` of one Worker (offline: bundles, validates, prints the bindings); `config` is
+        relative to `cwd`."""
         return self.run("deploy", "--dry-run", "--outdir", str(outdir), "-c", config, f"--env={env or ''}", check=False)

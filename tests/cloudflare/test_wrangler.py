@@ -9,6 +9,7 @@ import email.policy
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -18,12 +19,15 @@ from typing import Any
 import pytest
 
 from scrapeq.cloudflare import configs
+from scrapeq.cloudflare.bundle import BUILD_DIR, PROJECT_DIR
 from scrapeq.cloudflare.wrangler import NOT_LOGGED_IN, NotLoggedIn, Wrangler
 from shared.backends import cloudflare
 
 ROOT = Path(__file__).resolve().parents[2]
 WRANGLER = ROOT / "node_modules" / ".bin" / "wrangler"
 SCHEMA = ROOT / "node_modules" / "wrangler" / "config-schema.json"
+#: Where wrangler runs, as pywrangler runs it: the directory of the configs.
+WORKERS_DIR = ROOT / PROJECT_DIR
 ENTRY = {"producer": "producer/worker.py", "consumer": "consumer/worker.py"}
 CONFIG = {"producer": "wrangler.toml", "consumer": "wrangler.consumer.toml"}
 CASES = [(worker, env) for env in (None, "staging") for worker in ("producer", "consumer")]
@@ -67,7 +71,7 @@ class DryRun:
 
     @property
     def view(self) -> configs.EnvView:
-        return configs.view(configs.load(ROOT / CONFIG[self.worker]), self.env)
+        return configs.view(configs.load(WORKERS_DIR / CONFIG[self.worker]), self.env)
 
 
 def parse_upload(form: bytes) -> tuple[dict[str, Any], list[str]]:
@@ -86,6 +90,25 @@ def parse_upload(form: bytes) -> tuple[dict[str, Any], list[str]]:
     return metadata, modules
 
 
+def dry_run_in(cwd: Path, worker: str, env: str | None, out: Path, environ: dict[str, str]) -> DryRun:
+    """`wrangler deploy --dry-run` of one Worker, run in `cwd` as pywrangler runs it; the upload is kept in `out`."""
+    outputs = ["--outdir", str(out / "modules"), "--outfile", str(out / "upload.form")]
+    target = ["-c", CONFIG[worker], f"--env={env or ''}"]
+    result = subprocess.run(
+        ["npx", "--no-install", "wrangler", "deploy", "--dry-run", *outputs, *target],
+        cwd=cwd,
+        env=environ,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    metadata, modules = parse_upload((out / "upload.form").read_bytes())
+    return DryRun(worker, env, result, metadata, modules, out / "modules")
+
+
 @pytest.fixture(scope="module")
 def dry_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str | None], DryRun]:
     require_wrangler()
@@ -93,21 +116,7 @@ def dry_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str | 
     runs = {}
     for worker, wrangler_env in CASES:
         out = tmp_path_factory.mktemp(f"{worker}-{wrangler_env or 'production'}")
-        outputs = ["--outdir", str(out / "modules"), "--outfile", str(out / "upload.form")]
-        target = ["-c", CONFIG[worker], f"--env={wrangler_env or ''}"]
-        result = subprocess.run(
-            ["npx", "--no-install", "wrangler", "deploy", "--dry-run", *outputs, *target],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
-        metadata, modules = parse_upload((out / "upload.form").read_bytes())
-        runs[worker, wrangler_env] = DryRun(worker, wrangler_env, result, metadata, modules, out / "modules")
+        runs[worker, wrangler_env] = dry_run_in(WORKERS_DIR, worker, wrangler_env, out, env)
     return runs
 
 
@@ -120,6 +129,31 @@ def test_dry_run_succeeds_without_warnings(dry_run: DryRun) -> None:
     assert "--dry-run: exiting now." in dry_run.result.stdout
     assert "WARNING" not in dry_run.result.stderr and "Unexpected fields" not in dry_run.result.stderr
     assert f"Running: python3 -m scrapeq.cloudflare.bundle {dry_run.worker}" in dry_run.result.stdout
+
+
+def test_the_upload_is_the_module_root_the_build_step_wrote_under_the_workers_dir(dry_run: DryRun) -> None:
+    module_root = ROOT / BUILD_DIR / dry_run.worker
+    built = sorted(p.relative_to(module_root).as_posix() for p in module_root.rglob("*.py"))
+    assert built == sorted(m for m in dry_run.modules if not m.startswith("python_modules/"))
+
+
+def test_python_modules_beside_the_configs_is_uploaded(tmp_path: Path) -> None:
+    """Where pywrangler, run in the configs' directory, vendors the packages is where wrangler takes them from:
+    a copy of that directory in a mirror of the checkout, with a stand-in python_modules/, offline."""
+    require_wrangler()
+    mirror = tmp_path / "checkout"
+    workers = mirror / PROJECT_DIR
+    workers.mkdir(parents=True)
+    for name in ("producer", "consumer", "shared", "scrapeq", "node_modules"):
+        (mirror / name).symlink_to(ROOT / name, target_is_directory=True)
+    for name in (*CONFIG.values(), "pyproject.toml"):
+        shutil.copyfile(WORKERS_DIR / name, workers / name)
+    vendored = workers / "python_modules" / "vendored_stand_in"
+    vendored.mkdir(parents=True)
+    (vendored / "__init__.py").write_text("")
+    run = dry_run_in(workers, "producer", None, tmp_path / "out", offline_env(tmp_path / "home"))
+    assert "python_modules/vendored_stand_in/__init__.py" in run.modules
+    assert (mirror / BUILD_DIR / "producer" / "entry.py").is_file()
 
 
 def test_upload_is_the_bundle_and_nothing_else(dry_run: DryRun) -> None:
@@ -158,7 +192,7 @@ def test_bindings_are_the_configured_kv_queue_and_vars(dry_run: DryRun) -> None:
 
 def rate_limits(worker: str, env: str | None) -> list[dict[str, Any]]:
     """The `[[ratelimits]]` of a Worker in an environment, as its config has them."""
-    return list(configs.section(configs.load(ROOT / CONFIG[worker]), env).get("ratelimits", []))
+    return list(configs.section(configs.load(WORKERS_DIR / CONFIG[worker]), env).get("ratelimits", []))
 
 
 def test_the_producer_has_a_rate_limiter_binding_per_limit_and_the_consumer_none(dry_run: DryRun) -> None:
@@ -239,7 +273,7 @@ def member_problems(value: Any, schema: dict[str, Any], definitions: dict[str, A
 def test_every_config_key_is_in_wranglers_schema(name: str) -> None:
     require_wrangler()
     schema = json.loads(SCHEMA.read_text())
-    config = configs.load(ROOT / name)
+    config = configs.load(WORKERS_DIR / name)
     assert schema_problems(config, {"$ref": schema["$ref"]}, schema["definitions"], name) == []
     # and the walker does catch a stray key
     config["queues"]["producers"][0]["max_batch"] = 1
@@ -248,7 +282,9 @@ def test_every_config_key_is_in_wranglers_schema(name: str) -> None:
 
 def test_whoami_without_credentials_is_not_logged_in(tmp_path: Path) -> None:
     require_wrangler()
-    wrangler = Wrangler(("npx", "--no-install", "wrangler"), cwd=ROOT, environ=offline_env(tmp_path), timeout_s=60)
+    wrangler = Wrangler(
+        ("npx", "--no-install", "wrangler"), cwd=WORKERS_DIR, environ=offline_env(tmp_path), timeout_s=60
+    )
     with pytest.raises(NotLoggedIn):
         wrangler.whoami()
 

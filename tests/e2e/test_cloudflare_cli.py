@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from scrapeq.cloudflare.bundle import PROJECT_DIR
 from scrapeq.cloudflare.configs import PLACEHOLDER_ID
 from scrapeq.cloudflare.wrangler import NOT_LOGGED_IN
 
@@ -27,13 +28,15 @@ PLACEHOLDER_LINE = f'id = "{PLACEHOLDER_ID}"'
 
 
 class Account:
-    """A project dir with copies of both configs, and the fake wrangler's account state and call log."""
+    """A project dir with copies of both configs where the checkout has them, and the fake wrangler's account
+    state and call log."""
 
     def __init__(self, tmp_path: Path, *, logged_in: bool = True) -> None:
         self.root = tmp_path / "project"
-        self.root.mkdir()
+        self.workers_dir = self.root / PROJECT_DIR
+        self.workers_dir.mkdir(parents=True)
         for name in CONFIGS:
-            shutil.copyfile(ROOT / name, self.root / name)
+            shutil.copyfile(ROOT / PROJECT_DIR / name, self.workers_dir / name)
         self.home = tmp_path / "wrangler"
         self.home.mkdir()
         self.save({"logged_in": logged_in, "namespaces": [], "queues": [], "kv": {}})
@@ -48,10 +51,14 @@ class Account:
         return loaded
 
     def calls(self) -> list[list[str]]:
-        return [json.loads(line) for line in (self.home / "calls.jsonl").read_text().splitlines()]
+        return [json.loads(line)["argv"] for line in (self.home / "calls.jsonl").read_text().splitlines()]
+
+    def cwds(self) -> list[str]:
+        """The directory wrangler ran in, call by call."""
+        return [json.loads(line)["cwd"] for line in (self.home / "calls.jsonl").read_text().splitlines()]
 
     def config(self, name: str) -> str:
-        return (self.root / name).read_text()
+        return (self.workers_dir / name).read_text()
 
     def run(self, *args: str, wrangler: str | None = None) -> subprocess.CompletedProcess[str]:
         env = {
@@ -158,7 +165,7 @@ def test_verify_lists_failures_before_setup_and_passes_after(tmp_path: Path) -> 
     account = Account(tmp_path)
     before = account.run("verify")
     assert before.returncode == 1
-    assert "✗ wrangler.toml: KV namespace id for production is set" in before.stdout
+    assert "✗ deploy/cloudflare/wrangler.toml: KV namespace id for production is set" in before.stdout
     assert "run `scrapeq cloudflare setup`" in before.stdout
     assert "✓ the two wrangler configs agree" in before.stdout
     assert account.run("setup").returncode == 0
@@ -168,8 +175,10 @@ def test_verify_lists_failures_before_setup_and_passes_after(tmp_path: Path) -> 
     for line in ("KV namespace", "queue scrapeq-jobs exists", "queue scrapeq-jobs-dlq exists", "dry-run deploy"):
         assert f"✓ {line}" in after.stdout
     dry_runs = [call for call in account.calls() if call[:1] == ["deploy"]]
+    # Each -c names a config in the directory wrangler runs in (the fake fails a dry run of a missing config).
     assert [call[call.index("-c") + 1] for call in dry_runs[-2:]] == list(CONFIGS)
     assert all("--dry-run" in call and "--env=" in call for call in dry_runs)
+    assert set(account.cwds()) == {str(account.workers_dir)}
 
 
 def test_verify_without_login_fails_the_login_check(tmp_path: Path) -> None:

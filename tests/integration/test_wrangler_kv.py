@@ -34,7 +34,7 @@ def kv(home: Path) -> WranglerKV:
 
 
 def calls(home: Path) -> list[list[str]]:
-    return [json.loads(line) for line in (home / "calls.jsonl").read_text().splitlines()]
+    return [json.loads(line)["argv"] for line in (home / "calls.jsonl").read_text().splitlines()]
 
 
 async def test_values_round_trip_exactly_and_missing_keys_are_none(kv: WranglerKV) -> None:

@@ -36,7 +36,9 @@ ROOT = Path(__file__).resolve().parents[2]
         ("shared/.hidden/x.py", False),
         ("shared/py.typed", False),
         ("producer", False),
-        ("wrangler.toml", False),
+        ("deploy/cloudflare/wrangler.toml", False),
+        ("deploy/cloudflare/build/producer/shared/models.py", False),  # never a bundle of a bundle
+        ("deploy/cloudflare/python_modules/httpx/__init__.py", False),
     ],
 )
 def test_select_modules_for_the_producer(path: str, chosen: bool) -> None:

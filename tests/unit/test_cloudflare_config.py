@@ -4,20 +4,50 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from scrapeq.cloudflare import configs
+from scrapeq.cloudflare.bundle import ENTRY, PROJECT_DIR, WORKERS, Worker, default_module_root
 from scrapeq.cloudflare.configs import PLACEHOLDER_ID, check_pair, is_namespace_id, set_kv_id, view
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The configs' directory: wrangler and pywrangler run here, and relative paths in the configs start here.
+WORKERS_DIR = ROOT / PROJECT_DIR
 NEW_ID = "0123456789abcdef0123456789abcdef"
 ENVS = [None, "staging"]
 
 
-def load(name: str) -> dict[str, object]:
-    return configs.load(ROOT / name)
+def load(name: str) -> dict[str, Any]:
+    return configs.load(WORKERS_DIR / name)
+
+
+def test_the_configs_are_in_the_workers_dir_and_nowhere_else() -> None:
+    assert sorted(worker.config_path.as_posix() for worker in WORKERS.values()) == [
+        "deploy/cloudflare/wrangler.consumer.toml",
+        "deploy/cloudflare/wrangler.toml",
+    ]
+    # pywrangler reads the pyproject.toml and wrangler.toml of its directory: both are here. With no wrangler
+    # config at the repository root, pywrangler run there stops instead of vendoring the default install's list.
+    assert (WORKERS_DIR / "pyproject.toml").is_file()
+    assert not [name for name in ("wrangler.toml", "wrangler.jsonc", "wrangler.json") if (ROOT / name).exists()]
+
+
+@pytest.mark.parametrize("worker", WORKERS.values(), ids=list(WORKERS))
+def test_config_uploads_the_module_root_its_build_step_writes(worker: Worker) -> None:
+    config = load(worker.config)
+    module_root = default_module_root(ROOT, worker)
+    assert (WORKERS_DIR / config["base_dir"]).resolve() == module_root.resolve()
+    assert (WORKERS_DIR / config["main"]).resolve() == (module_root / ENTRY).resolve()
+    build = config["build"]
+    assert build["command"] == f"python3 -m scrapeq.cloudflare.bundle {worker.name}"
+    # wrangler runs the command in `cwd` taken from the directory it runs in (this one): the repository root.
+    assert (WORKERS_DIR / build["cwd"]).resolve() == ROOT.resolve()
+    assert sorted((WORKERS_DIR / d).resolve() for d in build["watch_dir"]) == sorted(
+        (ROOT / package).resolve() for package in worker.packages
+    )
 
 
 @pytest.mark.parametrize("env", ENVS)
@@ -132,7 +162,7 @@ def test_set_kv_id_refuses_what_it_cannot_edit_safely(
 
 def test_set_kv_id_on_the_shipped_configs_leaves_everything_else_equal() -> None:
     for name in ("wrangler.toml", "wrangler.consumer.toml"):
-        text = (ROOT / name).read_text()
+        text = (WORKERS_DIR / name).read_text()
         for env in ENVS:
             edited = tomllib.loads(set_kv_id(text, env, NEW_ID))
             original = tomllib.loads(text)
