@@ -177,3 +177,25 @@ def test_without_the_exclusion_the_scan_finds_aiohttp_which_is_not_vendored() ->
     assert "aiohttp" in third_party(reachable(CONSUMER.entry_module))
     assert "aiohttp" not in third_party(reachable(CONSUMER.entry_module, skip=LOCAL_ONLY_MODULES))
     assert "aiohttp" not in with_requirements(dependencies(WORKER_PYPROJECT))
+
+
+def test_the_default_install_has_what_the_local_processes_need() -> None:
+    with ROOT_PYPROJECT.open("rb") as file:
+        project = tomllib.load(file)["project"]
+    root = dependencies(ROOT_PYPROJECT)
+    assert LOCAL_ONLY_PACKAGES <= set(root), "uvicorn, sniffio and aiohttp belong to a plain `pip install .`"
+    assert project["optional-dependencies"]["local"] == [], "`local` stays, empty, for older instructions"
+    # Each default dependency is a decision: Worker-safe (and then the Workers list it too) or local-only.
+    assert set(root) - LOCAL_ONLY_PACKAGES == set(dependencies(WORKER_PYPROJECT)) == WORKER_SAFE
+
+
+def test_every_package_the_installed_code_imports_comes_with_the_default_install() -> None:
+    """What `pip install .` (no extras) puts beside the packages it installs covers everything they import."""
+    modules = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts): imports(path)
+        for package in sorted(FIRST_PARTY)
+        for path in (ROOT / package).rglob("*.py")
+    }
+    installed = with_requirements(dependencies(ROOT_PYPROJECT))
+    for name, projects in distributions(third_party(modules)).items():
+        assert projects & installed, f"{name} is imported but not in the default install: {sorted(projects)}"
