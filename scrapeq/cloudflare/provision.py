@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from scrapeq.cloudflare import configs
-from scrapeq.cloudflare.bundle import CONSUMER, PRODUCER, PROJECT_DIR, WORKERS, Worker
+from scrapeq.cloudflare.bundle import CONSUMER, PRODUCER, PROJECT_DIR, WORKERS, WorkerSpec
 from scrapeq.cloudflare.wrangler import Wrangler, WranglerError
 
 Say = Callable[[str], None]
@@ -43,10 +43,10 @@ class Project:
         """Where the configs are, and so where wrangler runs (as pywrangler does)."""
         return self.root / PROJECT_DIR
 
-    def path(self, worker: Worker) -> Path:
+    def path(self, worker: WorkerSpec) -> Path:
         return self.root / worker.config_path
 
-    def load(self, worker: Worker) -> dict[str, Any]:
+    def load(self, worker: WorkerSpec) -> dict[str, Any]:
         return configs.load(self.path(worker))
 
     def queues(self, env: str | None) -> tuple[str, str]:
@@ -106,7 +106,7 @@ def ensure_queue(wrangler: Wrangler, name: str, *, say: Say) -> None:
     say(f"queue {name}: created")
 
 
-def write_kv_id(project: Project, worker: Worker, env: str | None, namespace_id: str, *, say: Say) -> None:
+def write_kv_id(project: Project, worker: WorkerSpec, env: str | None, namespace_id: str, *, say: Say) -> None:
     path = project.path(worker)
     text = path.read_bytes().decode("utf-8")  # bytes: keep line endings exactly as they are
     label = configs.env_label(env)

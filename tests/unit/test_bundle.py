@@ -13,7 +13,7 @@ from scrapeq.cloudflare.bundle import (
     MARKER,
     PRODUCER,
     WORKERS,
-    Worker,
+    WorkerSpec,
     build,
     entry_source,
     select_modules,
@@ -46,7 +46,7 @@ def test_select_modules_for_the_producer(path: str, chosen: bool) -> None:
 
 
 @pytest.mark.parametrize("worker", WORKERS.values(), ids=list(WORKERS))
-def test_entry_reexports_default_from_the_workers_entry_module(worker: Worker) -> None:
+def test_entry_reexports_default_from_the_workers_entry_module(worker: WorkerSpec) -> None:
     tree = ast.parse(entry_source(worker))
     [imported] = [node for node in tree.body if isinstance(node, ast.ImportFrom)]
     assert (imported.module, [alias.name for alias in imported.names]) == (worker.entry_module, ["Default"])

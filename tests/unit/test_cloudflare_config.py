@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from scrapeq.cloudflare import configs
-from scrapeq.cloudflare.bundle import ENTRY, PROJECT_DIR, WORKERS, Worker, default_module_root
+from scrapeq.cloudflare.bundle import ENTRY, PROJECT_DIR, WORKERS, WorkerSpec, default_module_root
 from scrapeq.cloudflare.configs import PLACEHOLDER_ID, check_pair, is_namespace_id, set_kv_id, view
 from shared.settings import Settings
 
@@ -36,7 +36,7 @@ def test_the_configs_are_in_the_workers_dir_and_nowhere_else() -> None:
 
 
 @pytest.mark.parametrize("worker", WORKERS.values(), ids=list(WORKERS))
-def test_config_uploads_the_module_root_its_build_step_writes(worker: Worker) -> None:
+def test_config_uploads_the_module_root_its_build_step_writes(worker: WorkerSpec) -> None:
     config = load(worker.config)
     module_root = default_module_root(ROOT, worker)
     assert (WORKERS_DIR / config["base_dir"]).resolve() == module_root.resolve()

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from scrapeq.cloudflare.bundle import CONSUMER, PROJECT_DIR, WORKERS, Worker, select_modules
+from scrapeq.cloudflare.bundle import CONSUMER, PROJECT_DIR, WORKERS, WorkerSpec, select_modules
 
 ROOT = Path(__file__).resolve().parents[2]
 ROOT_PYPROJECT = ROOT / "pyproject.toml"
@@ -149,7 +149,7 @@ def test_every_worker_pin_is_the_root_pin() -> None:
 
 
 @pytest.mark.parametrize("worker", WORKERS.values(), ids=list(WORKERS))
-def test_every_package_a_worker_imports_is_vendored(worker: Worker) -> None:
+def test_every_package_a_worker_imports_is_vendored(worker: WorkerSpec) -> None:
     modules = reachable(worker.entry_module, skip=LOCAL_ONLY_MODULES)
     files = [PurePosixPath(path.relative_to(ROOT).as_posix()) for path in map(module_file, modules) if path]
     assert select_modules(worker, files) == sorted(files), "the Worker imports modules its bundle lacks"
