@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from scrapeq import cli_cloudflare, logs
+from scrapeq import cli_cloudflare, logs, requirements
 from scrapeq.transfer import export_lines, import_lines
 from shared.backends.factory import open_backends
 from shared.errors import ApiError, ScrapeqError
@@ -265,7 +265,8 @@ API docs: {base}/docs
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> None:
-    from scrapeq.processes import serve  # uvicorn is a local-only dependency
+    requirements.check(args.command, settings)  # before anything starts: a missing package is one clear line
+    from scrapeq.processes import serve  # imports uvicorn, which the Workers never load
 
     logs.configure(settings.log_level)
     if args.command == "dev":
