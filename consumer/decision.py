@@ -1,7 +1,5 @@
-"""What the consumer does with a delivered message: ack it, or make it visible again after a delay.
-
-The local worker applies it with `ack`/`retry` on its queue; the consumer Worker with `message.ack()` /
-`message.retry(delaySeconds=...)`.
+"""What the consumer does with a delivered message: ack it, or make it visible again after a delay
+(the local worker applies it on its queue, the consumer Worker with `message.ack()` / `message.retry()`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""The consumer's entry for every queue message: a crawl slice or a webhook delivery attempt.
-
-The same `JobHandler` runs in `scrapeq worker` and in the consumer Worker; only how its decisions are applied
-differs (see `consumer.decision`).
+"""The consumer's entry for every queue message, a crawl slice or a webhook delivery attempt: the same
+`JobHandler` runs in `scrapeq worker` and in the consumer Worker (`consumer.decision` says how it is applied).
 """
 
 from __future__ import annotations

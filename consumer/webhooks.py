@@ -1,9 +1,4 @@
-"""Webhook delivery: one attempt per queue message, signed per Standard Webhooks, retried with backoff.
-
-Each attempt is its own message (`WebhookJob.attempt`), so a delivery can outlast the queue's `max_retries`
-and wait hours between attempts (capped at Cloudflare's 12 h delay). The outcome of every attempt is written
-to the event's `Delivery` record, which the task view and `/webhooks/deliveries/{id}` show.
-"""
+"""Webhook delivery: one attempt per queue message, signed per Standard Webhooks, retried with backoff."""
 
 from __future__ import annotations
 
@@ -43,7 +38,12 @@ class Attempt:
 
 
 class WebhookSender:
-    """Sends one delivery attempt and schedules the next one when it fails."""
+    """Sends one delivery attempt and schedules the next one when it fails.
+
+    Each attempt is its own message (`WebhookJob.attempt`), so a delivery can outlast the queue's `max_retries`
+    and wait hours between attempts (capped at Cloudflare's 12 h delay). The outcome of every attempt is written
+    to the event's `Delivery` record, which the task view and `/webhooks/deliveries/{id}` show.
+    """
 
     def __init__(
         self,

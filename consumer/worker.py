@@ -1,9 +1,4 @@
-"""Cloudflare Worker entry of the consumer: queue batches in, the local worker's very decisions out.
-
-Each message goes through the same `JobHandler` as `scrapeq worker`; `dispatch_batch` maps its decision to
-`message.ack()` or `message.retry(delaySeconds=...)`. Pages are fetched with JS `fetch` (redirect "manual")
-under the httpx API, so the network guard sees every hop and the User-Agent is sent.
-"""
+"""Cloudflare Worker entry of the consumer: queue batches in, through the same `JobHandler` as `scrapeq worker`."""
 
 from __future__ import annotations
 
@@ -40,6 +35,11 @@ async def handle(handler: JobHandler, queue: str, message: Message) -> float | N
 
 
 class Default(WorkerEntrypoint):  # type: ignore[misc]
+    """Each message goes through the same `JobHandler` as `scrapeq worker`; `dispatch_batch` maps its decision to
+    `message.ack()` or `message.retry(delaySeconds=...)`. Pages are fetched with JS `fetch` (redirect "manual")
+    under the httpx API, so the network guard sees every hop and the User-Agent is sent.
+    """
+
     async def queue(self, batch: Any) -> None:
         handler = handler_for(self.env)
         await dispatch_batch(batch, lambda queue, message: handle(handler, queue, message))

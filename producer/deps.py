@@ -1,9 +1,5 @@
-"""What a request needs — settings, storage, stores, rate limiters, the authenticated caller — as FastAPI
+"""What a request needs (settings, storage, stores, rate limiters, the authenticated caller) as FastAPI
 dependencies that each read only the `Request`.
-
-The stores are built once per app (`Services`), not per request, and no dependency depends on another: FastAPI
-solves every level of a dependency tree anew for each request, and those levels used to cost more than the
-work a submit does. Every dependency is `async def`, since FastAPI runs a plain `def` one in a worker thread.
 """
 
 from __future__ import annotations
@@ -30,7 +26,12 @@ _INVALID = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 
 @dataclass(frozen=True)
 class Services:
-    """The app's settings, storage and the stores over it, built once when the backends are open."""
+    """The app's settings, storage and the stores over it, built once when the backends are open.
+
+    The stores are built once per app (`Services`), not per request, and no dependency depends on another: FastAPI
+    solves every level of a dependency tree anew for each request, and those levels used to cost more than the
+    work a submit does. Every dependency is `async def`, since FastAPI runs a plain `def` one in a worker thread.
+    """
 
     settings: Settings
     backends: Backends[JobQueue]

@@ -1,13 +1,4 @@
-"""`POST /scrape` without FastAPI's routing and dependency solving, for the requests it can take as they are.
-
-A submit is the API's hot path, and FastAPI's per-request machinery (routing, the dependency tree, parsing the
-body to Python objects and validating those) cost about a fifth of it. This ASGI layer answers a `POST /scrape`
-whose body is JSON (`Content-Type: application/json`) and validates as a `ScrapeRequest`, straight from its
-bytes, with the route's own code (`routes.accept`: same authentication, checks, answers and problems).
-Anything else — another route, another media type, a body that does not validate — goes on to the app, which
-answers exactly as it always did (a bad body from a caller without credentials still gets its 401 first).
-The route stays declared in FastAPI, for OpenAPI and for those requests.
-"""
+"""`POST /scrape` without FastAPI's routing and dependency solving, for the requests it can take as they are."""
 
 from __future__ import annotations
 
@@ -33,7 +24,16 @@ def _is_json(scope: Scope) -> bool:
 
 
 class SubmitFastPath:
-    """Serves the plain submits of `PATH` itself; every other request goes to `app` untouched."""
+    """Serves the plain submits of `PATH` itself; every other request goes to `app` untouched.
+
+    A submit is the API's hot path, and FastAPI's per-request machinery (routing, the dependency tree, parsing the
+    body to Python objects and validating those) is a large part of it (`benchmarks/` measures the producer). This
+    ASGI layer answers a `POST /scrape` whose body is JSON (`Content-Type: application/json`) and validates as a
+    `ScrapeRequest`, straight from its bytes, with the route's own code (`routes.accept`: same authentication,
+    checks, answers and problems). Anything else — another route, another media type, a body that does not
+    validate — goes on to the app, which answers exactly as it always did (a bad body from a caller without
+    credentials still gets its 401 first). The route stays declared in FastAPI, for OpenAPI and for those requests.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

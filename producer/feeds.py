@@ -1,7 +1,5 @@
-"""Event feeds and webhooks: `GET /events`, `GET /tasks/{id}/events`, redelivery, test events, delivery state.
-
-The feeds serve the very events the webhooks carry, with the same ids (`webhook-id`), so a client that missed
-deliveries catches up by polling `?after=<last id it has>`.
+"""Event feeds and webhooks: `GET /events`, `GET /tasks/{id}/events`, redelivery, test events, delivery state;
+the feeds carry the webhooks' own event ids, so `?after=<last id>` catches up on missed deliveries.
 """
 
 from __future__ import annotations

@@ -1,9 +1,4 @@
-"""Cloudflare Worker entry of the producer: the FastAPI app behind the Workers ASGI adapter.
-
-Only this module (and `consumer/worker.py`) touches the Workers runtime; everything it wires is plain
-CPython-tested code. The app is built once per isolate, on the first request: nothing runs at import time
-that would need entropy or bindings (the memory snapshot is taken after import).
-"""
+"""Cloudflare Worker entry of the producer: the FastAPI app behind the Workers ASGI adapter."""
 
 from __future__ import annotations
 
@@ -51,6 +46,11 @@ def limiters_for(env: Any, settings: Settings) -> Limiters:
 
 
 class Default(WorkerEntrypoint):  # type: ignore[misc]
+    """Only this module (and `consumer/worker.py`) touches the Workers runtime; everything it wires is plain
+    CPython-tested code. The app is built once per isolate, on the first request: nothing runs at import time
+    that would need entropy or bindings (the memory snapshot is taken after import).
+    """
+
     async def fetch(self, request: Any) -> Any:
         import asgi  # type: ignore[import-not-found]  # the runtime's ASGI adapter (workers.asgi)
 

@@ -1,0 +1,1 @@
+"""The scrapeq command line: the local processes, administration and the Cloudflare tooling."""

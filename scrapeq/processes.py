@@ -1,6 +1,5 @@
-"""The local processes: `dev` (API + consumer in one process), `serve` (API only) and `worker` (consumer only).
-
-This package is the local composition root: the only place that imports both `producer` and `consumer`.
+"""The local processes: `dev` (API + consumer in one process), `serve` (API only) and `worker` (consumer only);
+the local composition root, the only place that imports both `producer` and `consumer`.
 """
 
 from __future__ import annotations

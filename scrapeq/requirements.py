@@ -77,5 +77,5 @@ def check(command: str, settings: Settings) -> None:
     verb, them = ("is", "it") if len(absent) == 1 else ("are", "them")
     raise MissingPackage(
         f"scrapeq {command} needs {described}, which {verb} not installed: {install_hint(names)} "
-        f"(a plain `pip install .` of the scrapeq checkout brings {them} too)"
+        f"(installing scrapeq itself, with no extras, brings {them} too)"
     )

@@ -1,16 +1,4 @@
-"""Receiving scrapeq's webhooks: verify a delivery with your tenant's webhook secret(s).
-
-    from scrapeq.webhooks import WebhookReceiver
-
-    receiver = WebhookReceiver("whsec_...")            # during a rotation: WebhookReceiver(new, old)
-
-    @app.post("/hooks/scrapeq")                           # FastAPI / Starlette
-    async def hook(event: dict = Depends(receiver)):      # 401 for anything not genuine and fresh
-        ...                                               # event["id"] is the webhook-id: dedupe on it
-
-Without a framework: `receiver.verify(raw_body, headers)` returns the event or raises `InvalidSignature`.
-Malformed headers are an `InvalidSignature` too (never a ValueError or binascii.Error), so they end as 401.
-"""
+"""Receiving scrapeq's webhooks: verify a delivery with your tenant's webhook secret(s) (`WebhookReceiver`)."""
 
 from __future__ import annotations
 
@@ -29,7 +17,19 @@ __all__ = ["InvalidSignature", "WebhookReceiver"]
 
 
 class WebhookReceiver:
-    """Verifies Standard Webhooks signatures against one or more `whsec_` secrets."""
+    """Verifies Standard Webhooks signatures against one or more `whsec_` secrets.
+
+    from scrapeq.webhooks import WebhookReceiver
+
+        receiver = WebhookReceiver("whsec_...")            # during a rotation: WebhookReceiver(new, old)
+
+        @app.post("/hooks/scrapeq")                           # FastAPI / Starlette
+        async def hook(event: dict = Depends(receiver)):      # 401 for anything not genuine and fresh
+            ...                                               # event["id"] is the webhook-id: dedupe on it
+
+    Without a framework: `receiver.verify(raw_body, headers)` returns the event or raises `InvalidSignature`.
+    Malformed headers are an `InvalidSignature` too (never a ValueError or binascii.Error), so they end as 401.
+    """
 
     def __init__(self, *secrets: str, tolerance_s: int = TOLERANCE_S, clock: Clock = time.time) -> None:
         if not secrets:

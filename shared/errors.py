@@ -1,28 +1,4 @@
-"""The one exception tree of scrapeq. The producer maps each class to a problem response in one place.
-
-ScrapeqError
-├── ApiError                  (carries an HTTP status and a stable `code`)
-│   ├── Unauthorized          401
-│   ├── Forbidden             403
-│   ├── NotFound              404
-│   ├── PayloadTooLarge       413
-│   ├── InvalidInput          422
-│   │   └── UrlNotAllowed     422 (the network guard refuses the URL's host)
-│   ├── IdempotencyMismatch   422
-│   ├── RateLimited           429
-│   ├── QuotaExceeded         429 (or 422 when no retry can pass; the body names the quota)
-│   └── ServiceUnavailable    503
-├── StorageError              a backend failed (KV or queue)
-└── FetchError                one page could not be fetched (a per-page error, never a task crash)
-    ├── BlockedAddress        the network guard refused the destination
-    ├── FetchTimeout
-    ├── TooLarge
-    ├── TooManyRedirects
-    ├── UnsupportedContentType  a media type the caller does not accept (or binary data)
-    ├── UnsupportedEncoding     a Content-Encoding we cannot inflate in bounded steps
-    ├── BadResponse         the answer broke HTTP: oversized header block, truncated body, corrupt gzip...
-    └── ConnectFailed       DNS, TCP or TLS failure, or the connection dropped
-"""
+"""The one exception tree of scrapeq (`ScrapeqError`); the producer maps each class to a problem answer in one place."""
 
 from __future__ import annotations
 
@@ -30,7 +6,31 @@ from typing import Any, ClassVar
 
 
 class ScrapeqError(Exception):
-    """Root of every error scrapeq raises on purpose."""
+    """Root of every error scrapeq raises on purpose.
+
+    ScrapeqError
+    ├── ApiError                  (carries an HTTP status and a stable `code`)
+    │   ├── Unauthorized          401
+    │   ├── Forbidden             403
+    │   ├── NotFound              404
+    │   ├── PayloadTooLarge       413
+    │   ├── InvalidInput          422
+    │   │   └── UrlNotAllowed     422 (the network guard refuses the URL's host)
+    │   ├── IdempotencyMismatch   422
+    │   ├── RateLimited           429
+    │   ├── QuotaExceeded         429 (or 422 when no retry can pass; the body names the quota)
+    │   └── ServiceUnavailable    503
+    ├── StorageError              a backend failed (KV or queue)
+    └── FetchError                one page could not be fetched (a per-page error, never a task crash)
+        ├── BlockedAddress        the network guard refused the destination
+        ├── FetchTimeout
+        ├── TooLarge
+        ├── TooManyRedirects
+        ├── UnsupportedContentType  a media type the caller does not accept (or binary data)
+        ├── UnsupportedEncoding     a Content-Encoding we cannot inflate in bounded steps
+        ├── BadResponse         the answer broke HTTP: oversized header block, truncated body, corrupt gzip...
+        └── ConnectFailed       DNS, TCP or TLS failure, or the connection dropped
+    """
 
 
 class ApiError(ScrapeqError):

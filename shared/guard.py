@@ -1,6 +1,5 @@
-"""Network guard policy (pure): which addresses and ports a fetch may reach, and which hosts are IP literals.
-
-The producer checks literal hosts at submit time; the consumer checks every resolved address at connect time.
+"""Network guard policy (pure): which addresses and ports a fetch may reach, and which hosts are IP literals;
+the producer checks literal hosts at submit time, the consumer every resolved address at connect time.
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""The KV key layout, in one place. Everything a tenant owns lives under `tenant:{tenant_id}:`.
-
-Keys that several writers could race on are split so that each key has one writer: the producer writes a
-task record once and the cancel flag; the consumer owns the record afterwards, the checkpoint and the pages.
+"""The KV key layout, in one place: everything a tenant owns lives under `tenant:{tenant_id}:`, and a key
+several writers could race on is split so that each key has one writer.
 """
 
 from __future__ import annotations

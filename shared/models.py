@@ -1,7 +1,5 @@
-"""Tasks, pages and crawl jobs: the single schema source for API bodies, stored records and queue messages.
-
-One family per entity: `ScrapeRequest` (in), `Task` (stored), `TaskPublic` (out); `Page` is stored and
-served as is; `CrawlJob` is the queue message; `CrawlState` the checkpoint between slices.
+"""Tasks, pages and crawl jobs: the single schema source for API bodies, stored records and queue messages
+(`ScrapeRequest` in, `Task` stored, `TaskPublic` out, `Page`, `CrawlJob` the message, `CrawlState` the checkpoint).
 """
 
 from __future__ import annotations

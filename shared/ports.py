@@ -1,10 +1,11 @@
-"""Ports: the small interfaces every backend implements, shaped like Cloudflare's KV and Queues bindings.
-
-Semantics follow Cloudflare so that what passes locally holds there: KV values are strings, `list` is
-ordered by key with an opaque cursor and at most 1000 keys a call, TTLs are seconds; the queue delivers
-at least once, in no guaranteed order, with per-message ack / retry(delay), an attempts counter, and a
-dead-letter queue after `max_retries` failed deliveries.
+"""Ports: the small interfaces every backend implements, shaped like Cloudflare's KV and Queues bindings
+and with their semantics, so that what passes locally holds there.
 """
+
+# Semantics follow Cloudflare so that what passes locally holds there: KV values are strings, `list` is
+# ordered by key with an opaque cursor and at most 1000 keys a call, TTLs are seconds; the queue delivers
+# at least once, in no guaranteed order, with per-message ack / retry(delay), an attempts counter, and a
+# dead-letter queue after `max_retries` failed deliveries.
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Rate limiting: the limiter port, its decisions and their `RateLimit` headers, and the in-process token bucket.
-
-A limiter counts one request against a subject (an API key, a tenant, a client address) under a policy. The
-token bucket is the local implementation; on Workers, where every isolate has its own memory, the Rate
-Limiting binding (`shared/backends/cloudflare.py`) is layered behind it. Standard library only: the Cloudflare
-adapter imports this module inside Pyodide.
+"""Rate limiting: the limiter port, its decisions and their `RateLimit` headers, the in-process token bucket;
+standard library only (on Workers the Rate Limiting binding is layered behind it, in Pyodide).
 """
 
 from __future__ import annotations

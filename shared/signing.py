@@ -1,9 +1,4 @@
-"""Standard Webhooks signatures (pure): signing on the sending side, verification for receivers.
-
-Signed content is `{webhook-id}.{webhook-timestamp}.{body}`, HMAC-SHA256 with the base64-decoded secret
-(`whsec_` prefix optional), sent as `v1,<base64>`; several signatures are space-separated, which is how a
-secret rotation keeps old and new receivers working during the overlap.
-"""
+"""Standard Webhooks signatures (pure): signing on the sending side, verification for receivers."""
 
 from __future__ import annotations
 
@@ -31,7 +26,12 @@ def secret_key(secret: str) -> bytes:
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The `v1,<base64>` signature of one delivery."""
+    """The `v1,<base64>` signature of one delivery.
+
+    Signed content is `{webhook-id}.{webhook-timestamp}.{body}`, HMAC-SHA256 with the base64-decoded secret
+    (`whsec_` prefix optional), sent as `v1,<base64>`; several signatures are space-separated, which is how a
+    secret rotation keeps old and new receivers working during the overlap.
+    """
     content = f"{msg_id}.{timestamp}.".encode() + body
     digest = hmac.new(secret_key(secret), content, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()

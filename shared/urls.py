@@ -1,9 +1,4 @@
-"""URL parsing and normalisation (pure). Every URL is normalised once, before de-duplication and fetching.
-
-Normal form: lower-case scheme and host (IDNA for non-ASCII hosts), no default port, no userinfo, no
-fragment, dot segments removed, unsafe characters percent-encoded with upper-case hex, empty path → "/",
-query parameters sorted with tracking parameters (utm_*, gclid, fbclid, ...) dropped, empty query dropped.
-"""
+"""URL parsing and normalisation (pure). Every URL is normalised once, before de-duplication and fetching."""
 
 from __future__ import annotations
 
@@ -72,7 +67,12 @@ def join_and_normalize(href: str, base: str) -> str | None:
 
 
 def normalize(url: str) -> str | None:
-    """Normal form of an absolute http(s) URL, or None if it is not one."""
+    """Normal form of an absolute http(s) URL, or None if it is not one.
+
+    Normal form: lower-case scheme and host (IDNA for non-ASCII hosts), no default port, no userinfo, no
+    fragment, dot segments removed, unsafe characters percent-encoded with upper-case hex, empty path → "/",
+    query parameters sorted with tracking parameters (utm_*, gclid, fbclid, ...) dropped, empty query dropped.
+    """
     if len(url) > MAX_URL_LENGTH:
         return None
     try:

@@ -1,10 +1,4 @@
-"""Per-host politeness for one consumer process: every request to a host, of any task or tenant, passes here.
-
-A host (name and port) gets at most `max_concurrency` requests at once, request starts at least its delay
-apart (`min_delay_s`, raised by the host's robots.txt `Crawl-delay` up to `max_delay_s`), and no start at all
-while it is paused after a 429/503. The gate is per process: several worker processes (or Cloudflare isolates)
-each keep their own, so N processes may send N × the limit (see README "Crawl rules").
-"""
+"""Per-host politeness for one consumer process: concurrency, spacing (Crawl-delay) and pauses after 429/503."""
 
 from __future__ import annotations
 
@@ -33,7 +27,13 @@ class _Host:
 
 
 class HostGate:
-    """Concurrency, spacing and pauses per host, shared by every visit of the process (robots.txt too)."""
+    """Concurrency, spacing and pauses per host, shared by every visit of the process (robots.txt too).
+
+    A host (name and port) gets at most `max_concurrency` requests at once, request starts at least its delay
+    apart (`min_delay_s`, raised by the host's robots.txt `Crawl-delay` up to `max_delay_s`), and no start at all
+    while it is paused after a 429/503. The gate is per process: several worker processes (or Cloudflare isolates)
+    each keep their own, so N processes may send N × the limit (see README "Crawl rules").
+    """
 
     def __init__(
         self,

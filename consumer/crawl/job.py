@@ -1,9 +1,4 @@
-"""Crawl messages: one bounded slice per message, checkpointed, continued in a follow-up message.
-
-Delivery is at least once, so every step is safe to repeat: a message for a slice that already ran re-sends the
-follow-up (the first run may have died before sending it), a second delivery of a running slice backs off while
-the first holds a fresh claim, and lifecycle events have stable ids, so they are recorded and sent once.
-"""
+"""Crawl messages: one bounded slice per message, checkpointed, continued in a follow-up message."""
 
 from __future__ import annotations
 
@@ -52,7 +47,12 @@ def jsonable(value: object) -> object:
 
 
 class CrawlHandler:
-    """Runs crawl slices for queue messages and emits the task's lifecycle events; stateless between messages."""
+    """Runs crawl slices for queue messages and emits the task's lifecycle events; stateless between messages.
+
+    Delivery is at least once, so every step is safe to repeat: a message for a slice that already ran re-sends the
+    follow-up (the first run may have died before sending it), a second delivery of a running slice backs off while
+    the first holds a fresh claim, and lifecycle events have stable ids, so they are recorded and sent once.
+    """
 
     def __init__(
         self,

@@ -1,6 +1,6 @@
-"""When a server asks to be left alone (pure): the pause a 429 or 503 answer imposes on its host and page.
-
-The I/O side, which makes every request to the host wait, is `consumer.crawl.hostgate.HostGate`."""
+"""When a server asks to be left alone (pure): the pause a 429 or 503 answer imposes on its host and page;
+`consumer.crawl.hostgate.HostGate` makes every request to the host wait for it.
+"""
 
 from __future__ import annotations
 

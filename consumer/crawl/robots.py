@@ -1,10 +1,4 @@
-"""robots.txt per RFC 9309, fetched once per origin and cached for the worker's lifetime (with a TTL).
-
-2xx → the rules (the first 500 KiB); 4xx → everything allowed; 5xx or unreachable → nothing allowed for
-now, cached only briefly so the host is tried again soon. Up to 5 redirects are followed (each hop guarded);
-more count as "unavailable" (everything allowed), as RFC 9309 §2.3.1.2 permits. A robots.txt the network
-guard refuses to fetch counts as unavailable too: each page then meets the guard on its own.
-"""
+"""robots.txt per RFC 9309, fetched once per origin and cached for the worker's lifetime (with a TTL)."""
 
 from __future__ import annotations
 
@@ -82,7 +76,13 @@ class Rules:
 
 
 def rules_from_response(status: int, body: bytes, *, now: float, ttl_s: float) -> Rules:
-    """RFC 9309 §2.3.1: the pure decision from a robots.txt response."""
+    """RFC 9309 §2.3.1: the pure decision from a robots.txt response.
+
+    2xx → the rules (the first 500 KiB); 4xx → everything allowed; 5xx or unreachable → nothing allowed for
+    now, cached only briefly so the host is tried again soon. Up to 5 redirects are followed (each hop guarded);
+    more count as "unavailable" (everything allowed), as RFC 9309 §2.3.1.2 permits. A robots.txt the network
+    guard refuses to fetch counts as unavailable too: each page then meets the guard on its own.
+    """
     if 200 <= status < 300:
         text = body[:MAX_ROBOTS_BYTES].decode("utf-8", errors="replace")
         return Rules(Protego.parse(text), allow_all=True, expires_at=now + ttl_s)

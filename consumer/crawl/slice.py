@@ -1,9 +1,4 @@
-"""One bounded slice of a breadth-first crawl: at most N pages or T seconds, then a checkpoint.
-
-Pages are fetched concurrently but committed in frontier order, so that a redelivered slice rediscovers
-the same URLs in the same order and stores each page under the same `page:{seq}` key: a page is stored once
-per task however often the slice runs.
-"""
+"""One bounded slice of a breadth-first crawl: at most N pages or T seconds, then a checkpoint."""
 
 from __future__ import annotations
 
@@ -41,7 +36,12 @@ class SliceResult:
 
 
 class CrawlSlice:
-    """Runs one slice of one task's crawl from its checkpoint."""
+    """Runs one slice of one task's crawl from its checkpoint.
+
+    Pages are fetched concurrently but committed in frontier order, so that a redelivered slice rediscovers
+    the same URLs in the same order and stores each page under the same `page:{seq}` key: a page is stored once
+    per task however often the slice runs.
+    """
 
     def __init__(
         self,

@@ -1,6 +1,5 @@
-"""Block assembly for the extractor: markdown and plain text built side by side, one block at a time.
-
-Each block records its separator, so the chosen region is cut from one block list, not re-parsed.
+"""Block assembly for the extractor: markdown and plain text built side by side, one block at a time;
+each block records its separator, so the chosen region is cut from one block list, not re-parsed.
 """
 
 from __future__ import annotations

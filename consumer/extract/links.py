@@ -1,6 +1,5 @@
-"""Links of one page: hrefs resolved against the document base, de-duplicated in order, capped.
-
-Resolutions are memoised per page and, when they depend only on the origin, across a site's pages.
+"""Links of one page: hrefs resolved against the document base, de-duplicated in order, capped;
+resolutions are memoised per page and, when they depend only on the origin, across a site's pages.
 """
 
 from __future__ import annotations
@@ -10,7 +9,7 @@ from urllib.parse import urlsplit
 
 from shared.urls import resolve_link
 
-# shared.urls.resolve_link is the costliest step per link (~25 µs), hence the memos.
+# shared.urls.resolve_link is the costliest step per link, hence the memos.
 MAX_RESOLVED = 20_000  # distinct hrefs resolved per page: bounds the cost of a page made of links
 SHARED_RESOLVED = 8192  # hrefs kept from earlier pages (nav, footer): about half of a site's links repeat
 

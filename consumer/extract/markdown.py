@@ -1,6 +1,5 @@
-"""Markdown syntax for the extractor: escaping, link destinations, code fences, line breaks, tables.
-
-Escaping is light on purpose: only what would otherwise change how the text renders.
+"""Markdown syntax for the extractor: escaping, link destinations, code fences, line breaks, tables;
+escaping is light on purpose: only what would otherwise change how the text renders.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
 """Page extraction: one HTML page → metadata, markdown, plain text, links and a content hash.
-
 Pure and stdlib-only (it also runs on Pyodide), in a single pass over the tokenizer's events (`tags`).
 """
 

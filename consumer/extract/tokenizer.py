@@ -1,13 +1,4 @@
-"""A fast HTML tokenizer (stdlib only, so it also runs on Pyodide): the page as a flat list of tokens.
-
-One compiled regex splits the page into text and every tag, comment and declaration in a single C call
-(where `html.parser` runs a Python loop of several regex matches per construct). `split_markup` returns
-`[text, slash, name, attributes] * n` and the text after the last tag: text as written (unescape it when it
-contains `&`), slash "/" for an end tag, the name lower-cased, the attribute text raw (`parse_attrs` splits
-it, only for the tags whose attributes matter). Comments and declarations are dropped and the text around
-them is one run, as in html.parser. `script` and `style` hold raw text up to their end tag. A `<` that starts
-no construct is text; a construct left open at the end of the page is dropped, as browsers do.
-"""
+"""A fast HTML tokenizer (stdlib only, so it also runs on Pyodide): the page as a flat list of tokens."""
 
 from __future__ import annotations
 
@@ -62,7 +53,16 @@ def parse_attrs(text: str) -> list[tuple[str, str | None]]:
 
 
 def split_markup(html: str) -> tuple[list[str], str]:
-    """The page's tokens, `[text, slash, name, attributes] * n`, and the text after the last tag (unescaped)."""
+    """The page's tokens, `[text, slash, name, attributes] * n`, and the text after the last tag (unescaped).
+
+    One compiled regex splits the page into text and every tag, comment and declaration in a single C call
+    (where `html.parser` runs a Python loop of several regex matches per construct). `split_markup` returns
+    `[text, slash, name, attributes] * n` and the text after the last tag: text as written (unescape it when it
+    contains `&`), slash "/" for an end tag, the name lower-cased, the attribute text raw (`parse_attrs` splits
+    it, only for the tags whose attributes matter). Comments and declarations are dropped and the text around
+    them is one run, as in html.parser. `script` and `style` hold raw text up to their end tag. A `<` that starts
+    no construct is text; a construct left open at the end of the page is dropped, as browsers do.
+    """
     if "<s" in html or "<S" in html:
         html = _RAW_ELEMENT.sub(_empty_raw_element, html)
     # One C call splits the page: [text, slash, name, attributes, ..., text]; name is None for a comment.

@@ -1,14 +1,5 @@
-"""An httpx transport over aiohttp, for the local consumer: the same guard, an order of magnitude less CPU.
-
-httpx's own transport (httpcore) costs about 1.7 ms of CPU per page on this hardware; aiohttp's C parser about
-0.2 ms. `Fetcher` keeps talking httpx (redirects, deadline, bounded inflation), this only moves bytes.
-
-The network guard holds as in `httpcore_transport`: aiohttp's connector asks our resolver for every new
-connection; the resolver resolves once, refuses the host if ANY answer is disallowed (or the port is not
-allowed), and hands aiohttp exactly the checked addresses to connect to — no second lookup, no rebinding
-window. IP literals never reach a resolver in aiohttp, so they are checked here before the request.
-Bodies arrive undecoded (`auto_decompress=False`): `Fetcher` inflates them in bounded steps. Cookies are
-never kept and proxies from the environment are ignored.
+"""An httpx transport over aiohttp for the local consumer: the same network guard, with aiohttp's C parser
+(far less CPU per page than httpcore; `benchmarks/` measures it).
 """
 
 from __future__ import annotations
@@ -62,7 +53,17 @@ class GuardedResolver(AbstractResolver):
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
-    """httpx requests sent with one shared `aiohttp.ClientSession` (created lazily, inside the event loop)."""
+    """httpx requests sent with one shared `aiohttp.ClientSession` (created lazily, inside the event loop).
+
+    `Fetcher` keeps talking httpx (redirects, deadline, bounded inflation); this only moves bytes.
+
+    The network guard holds as in `httpcore_transport`: aiohttp's connector asks our resolver for every new
+    connection; the resolver resolves once, refuses the host if ANY answer is disallowed (or the port is not
+    allowed), and hands aiohttp exactly the checked addresses to connect to — no second lookup, no rebinding
+    window. IP literals never reach a resolver in aiohttp, so they are checked here before the request.
+    Bodies arrive undecoded (`auto_decompress=False`): `Fetcher` inflates them in bounded steps. Cookies are
+    never kept and proxies from the environment are ignored.
+    """
 
     def __init__(
         self,

@@ -1,6 +1,6 @@
-"""Fetching one page: redirects by hand, a whole-page deadline, errors translated into `FetchError`s.
-
-HTTP error statuses are results, not exceptions; the body's bounds are `body`'s."""
+"""Fetching one page: redirects by hand, a whole-page deadline, errors translated into `FetchError`s;
+HTTP error statuses are results, not exceptions; the body's bounds are `body`'s.
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,4 @@
-"""An httpx transport over the Workers runtime's JS `fetch`, so `Fetcher` runs unchanged in a Worker.
-
-The httpx that pywrangler vendors drops `User-Agent` and lets JS fetch follow redirects itself, which would
-hide every hop from the guard and from `final_url`. This transport asks for `redirect: "manual"`, so each
-3xx comes back to `Fetcher`, which re-checks and follows it by hand as it does over sockets.
-"""
+"""An httpx transport over the Workers runtime's JS `fetch`, so `Fetcher` runs unchanged in a Worker."""
 
 from __future__ import annotations
 
@@ -51,6 +46,10 @@ class JsFetchTransport(httpx.AsyncBaseTransport):
     Bodies stream chunk by chunk from the JS reader, which is cancelled when the response is closed early
     (at `Fetcher`'s size cap). There is no timeout here: `Fetcher` bounds each page with `asyncio.timeout`,
     and a cancelled request aborts its JS fetch.
+
+    The httpx that pywrangler vendors drops `User-Agent` and lets JS fetch follow redirects itself, which would
+    hide every hop from the guard and from `final_url`. This transport asks for `redirect: "manual"`, so each
+    3xx comes back to `Fetcher`, which re-checks and follows it by hand as it does over sockets.
     """
 
     def __init__(self, fetch: Callable[..., Awaitable[Any]], *, policy: AddressPolicy) -> None:

@@ -1,13 +1,5 @@
-"""Worker bundles: the module tree each Worker uploads, and nothing else.
-
-wrangler uploads every `*.py` under a Worker's module root (`base_dir`, else the directory of `main`); at the
-repository root that would take `.venv/`, `node_modules/` and `tests/` along. So each Worker gets its own module
-root, `deploy/cloudflare/build/<worker>/`, holding copies of its package and `shared/` (Python files only) and a
-generated `entry.py`. wrangler uploads `main` under its base name, so the entry sits at the top of the root and
-re-exports `Default`; every other module keeps its repository path, and imports read as they do locally.
-
-Standard library only: wrangler's `[build]` hook runs `python3 -m scrapeq.cloudflare.bundle <worker>` in the
-repository root before every deploy and dev run, with whatever `python3` is on the PATH.
+"""Worker bundles: the module tree each Worker uploads, and nothing else. Standard library only: wrangler's
+`[build]` hook runs `python3 -m scrapeq.cloudflare.bundle <worker>` with whatever `python3` is on the PATH.
 """
 
 from __future__ import annotations
@@ -92,7 +84,14 @@ def default_module_root(root: Path, worker: WorkerSpec) -> Path:
 
 
 def build(root: Path, worker: WorkerSpec, *, out: Path | None = None) -> BuiltBundle:
-    """(Re)build `worker`'s module root at `out` (default `deploy/cloudflare/build/<worker>` under `root`)."""
+    """(Re)build `worker`'s module root at `out` (default `deploy/cloudflare/build/<worker>` under `root`).
+
+    wrangler uploads every `*.py` under a Worker's module root (`base_dir`, else the directory of `main`); at the
+    repository root that would take `.venv/`, `node_modules/` and `tests/` along. So each Worker gets its own module
+    root, `deploy/cloudflare/build/<worker>/`, holding copies of its package and `shared/` (Python files only) and a
+    generated `entry.py`. wrangler uploads `main` under its base name, so the entry sits at the top of the root and
+    re-exports `Default`; every other module keeps its repository path, and imports read as they do locally.
+    """
     target = out if out is not None else default_module_root(root, worker)
     files = [
         PurePosixPath(path.relative_to(root).as_posix())

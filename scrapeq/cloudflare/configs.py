@@ -1,8 +1,5 @@
-"""The two wrangler configs as scrapeq reads and edits them: one environment's view (KV namespace id, queue
-names, vars), the consistency rules between the two files, and the one edit `setup` makes.
-
-The edit replaces the `id` of the `KV` binding of one environment in place and checks, by parsing the result,
-that nothing else changed: the standard library reads TOML but does not write it, and comments stay.
+"""The two wrangler configs as scrapeq reads and edits them: one environment's view, the consistency rules
+between the two files, and the one edit `setup` makes (`set_kv_id`).
 """
 
 from __future__ import annotations
@@ -103,7 +100,11 @@ def check_pair(producer: dict[str, Any], consumer: dict[str, Any], env: str | No
 
 
 def set_kv_id(text: str, env: str | None, namespace_id: str) -> str:
-    """`text` (a wrangler TOML config) with the `id` of env's `KV` binding set; every other byte unchanged."""
+    """`text` (a wrangler TOML config) with the `id` of env's `KV` binding set; every other byte unchanged.
+
+    The edit replaces the `id` of the `KV` binding of one environment in place and checks, by parsing the result,
+    that nothing else changed: the standard library reads TOML but does not write it, and comments stay.
+    """
     if not is_namespace_id(namespace_id):
         raise ValueError(f"not a KV namespace id: {namespace_id!r}")
     table = "kv_namespaces" if env is None else f"env.{env}.kv_namespaces"

@@ -1,9 +1,5 @@
-"""The KV port over a remote Workers KV namespace, through `wrangler kv key … --remote`: what lets the local
-`shared.stores.accounts.Accounts` create tenants and keys in a deployed namespace. One wrangler process per call,
-so it suits admin commands, not traffic.
-
-Values travel through a private temporary file (`--path`), never the command line, where other users of the
-machine could read them; wrangler then logs the file name instead of the value.
+"""The KV port over a remote Workers KV namespace through `wrangler kv key … --remote`, for admin commands
+(one wrangler process per call): tenants and keys created in a deployed namespace.
 """
 
 from __future__ import annotations
@@ -29,7 +25,11 @@ from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, ListResult
 
 
 class WranglerKV:
-    """`KeyValueStore` over `wrangler kv key get/put/list/delete --namespace-id <id> --remote`."""
+    """`KeyValueStore` over `wrangler kv key get/put/list/delete --namespace-id <id> --remote`.
+
+    Values travel through a private temporary file (`--path`), never the command line, where other users of the
+    machine could read them; wrangler then logs the file name instead of the value.
+    """
 
     def __init__(self, wrangler: Wrangler, namespace_id: str) -> None:
         self.wrangler = wrangler

@@ -1,8 +1,5 @@
-"""`scrapeq cloudflare setup` and `verify`: create through wrangler what a deployment needs, and only what is
-missing (one KV namespace and the jobs queue with its dead-letter queue, per environment), write the namespace
-id into both configs, and check the whole before a deploy.
-
-The queue names come from the consumer's config, so the configs stay the one place that names them.
+"""`scrapeq cloudflare setup` and `verify`: create through wrangler only what a deployment lacks (a KV namespace,
+the jobs queue and its dead-letter queue, per environment), write the namespace id into both configs, check.
 """
 
 from __future__ import annotations
@@ -68,7 +65,10 @@ class Project:
 
 
 def setup(project: Project, wrangler: Wrangler, env: str | None, *, say: Say) -> str:
-    """Create what is missing for `env` and write the namespace id into both configs; returns the id."""
+    """Create what is missing for `env` and write the namespace id into both configs; returns the id.
+
+    The queue names come from the consumer's config, so the configs stay the one place that names them.
+    """
     user = wrangler.whoami()
     say(f"logged in to Cloudflare as {user.get('email') or user.get('authType') or 'an API token'}")
     namespace_id = ensure_namespace(wrangler, namespace_title(env), say=say)

@@ -1,11 +1,5 @@
-"""Running wrangler: one command line (`npx --no-install wrangler`, or `SCRAPEQ_WRANGLER`), run in the Workers'
-directory (deploy/cloudflare) with stdin closed so it never prompts, its answers turned into Python values or errors.
-
-Errors (all `ScrapeqError`s):
-
-WranglerError           wrangler failed, timed out or answered something unexpected
-├── WranglerMissing     no wrangler to run (not installed here)
-└── NotLoggedIn         no Cloudflare credentials
+"""Running wrangler (`npx --no-install wrangler`, or `SCRAPEQ_WRANGLER`) in deploy/cloudflare with stdin closed,
+so it never prompts; its answers become Python values or `WranglerError`s.
 """
 
 from __future__ import annotations
@@ -32,7 +26,14 @@ _QUIET = {"WRANGLER_HIDE_BANNER": "true", "FORCE_COLOR": "0", "NO_COLOR": "1"}
 
 
 class WranglerError(ScrapeqError):
-    """wrangler failed, timed out or answered something we cannot read."""
+    """wrangler failed, timed out or answered something we cannot read.
+
+    Errors (all `ScrapeqError`s):
+
+    WranglerError           wrangler failed, timed out or answered something unexpected
+    ├── WranglerMissing     no wrangler to run (not installed here)
+    └── NotLoggedIn         no Cloudflare credentials
+    """
 
 
 class WranglerMissing(WranglerError):

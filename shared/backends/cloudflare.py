@@ -1,17 +1,17 @@
-"""Cloudflare's KV namespace, queue producer and Rate Limiting bindings behind the ports, and the queue consumer's
-batch dispatch. The conversions between JS and Python values are `jsvalues`.
-
-A binding comes in two shapes. workers-runtime-sdk ≥ 1.4 wraps KV, queues and queue batches: results are
-already Python (`None` for null, `JsDict` bodies) and arguments are converted for us. Without the wrapper (the
-runtime's frozen SDK, the Miniflare harness of the contract tests) results are `JsProxy`s or `jsnull`, nested
-nulls survive `to_py()` as `jsnull`, and a dict argument must become a plain JS Object, not a Map. So every
-value read from a binding goes through `to_py`, and every object handed to one is built by `to_js_object`,
-which the wrapper passes through untouched.
-
-Only the standard library and stdlib-only `shared` modules are imported (Pyodide without pydantic runs this
-module in the contract tests); on CPython the conversions are the identity and the adapters run over plain
-Python fakes.
+"""Cloudflare's KV, queue producer and Rate Limiting bindings behind the ports, and the queue batch dispatch;
+standard library only, as Pyodide without pydantic loads it in the contract tests (`jsvalues` converts).
 """
+
+# A binding comes in two shapes. workers-runtime-sdk ≥ 1.4 wraps KV, queues and queue batches: results are
+# already Python (`None` for null, `JsDict` bodies) and arguments are converted for us. Without the wrapper (the
+# runtime's frozen SDK, the Miniflare harness of the contract tests) results are `JsProxy`s or `jsnull`, nested
+# nulls survive `to_py()` as `jsnull`, and a dict argument must become a plain JS Object, not a Map. So every
+# value read from a binding goes through `to_py`, and every object handed to one is built by `to_js_object`,
+# which the wrapper passes through untouched.
+#
+# Only the standard library and stdlib-only `shared` modules are imported (Pyodide without pydantic runs this
+# module in the contract tests); on CPython the conversions are the identity and the adapters run over plain
+# Python fakes.
 
 from __future__ import annotations
 

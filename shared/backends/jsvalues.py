@@ -1,8 +1,5 @@
-"""Values between JS and Python, for the Cloudflare adapters (`cloudflare`) and `consumer.fetch.js_transport`: the one
-module that converts them, and the JS `fetch` plumbing built on it.
-
-`pyodide.ffi` and `js` are imported lazily and only under Emscripten, so on CPython every conversion is the
-identity and the callers run over plain Python fakes. Standard library only: Pyodide without pydantic runs it.
+"""Values between JS and Python for the Cloudflare adapters and `consumer.fetch.js_transport`, and the JS `fetch`
+plumbing; on CPython every conversion is the identity. Standard library only.
 """
 
 from __future__ import annotations

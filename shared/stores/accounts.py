@@ -1,8 +1,4 @@
-"""Tenants, API keys and the audit log: records, key format and the operations on them (over the KV port).
-
-An API key is `sq_<key id>_<secret><checksum>`; only its SHA-256 is stored. The checksum lets a malformed
-key be refused before any storage lookup; the key id lets the owner list and revoke keys without the secret.
-"""
+"""Tenants, API keys and the audit log: records, key format and the operations on them (over the KV port)."""
 
 from __future__ import annotations
 
@@ -111,7 +107,11 @@ def _checksum(body: str) -> str:
 
 
 def new_api_key() -> tuple[str, str]:
-    """A fresh (key id, api key)."""
+    """A fresh (key id, api key).
+
+    An API key is `sq_<key id>_<secret><checksum>`; only its SHA-256 is stored. The checksum lets a malformed
+    key be refused before any storage lookup; the key id lets the owner list and revoke keys without the secret.
+    """
     key_id = _b32(10)[:12]
     body = f"sq_{key_id}_{_b32(30)[:48]}"
     return key_id, body + _checksum(body)

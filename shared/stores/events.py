@@ -1,9 +1,4 @@
-"""Task events: one record per event, in a tenant feed and a task feed, and the webhook delivery of each.
-
-An event's id is its `webhook-id`, the same in the feeds and in every delivery attempt. Ids of task events are
-derived from (task, kind), so an event emitted again by a redelivered message is the same event: it is
-recorded once and delivered once. All terminal events of a task share one id, so a task has exactly one.
-"""
+"""Task events: one record per event, in a tenant feed and a task feed, and the webhook delivery of each."""
 
 from __future__ import annotations
 
@@ -78,7 +73,12 @@ def task_data(task: Task, **extra: Any) -> dict[str, Any]:
 
 
 class EventLog:
-    """Records events and queues their deliveries; every call is safe to repeat."""
+    """Records events and queues their deliveries; every call is safe to repeat.
+
+    An event's id is its `webhook-id`, the same in the feeds and in every delivery attempt. Ids of task events are
+    derived from (task, kind), so an event emitted again by a redelivered message is the same event: it is
+    recorded once and delivered once. All terminal events of a task share one id, so a task has exactly one.
+    """
 
     def __init__(self, kv: KeyValueStore, jobs: JobQueue, *, retention_s: float) -> None:
         self.kv = kv

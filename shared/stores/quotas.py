@@ -1,6 +1,6 @@
-"""Tenant quotas (tasks at once, pages per UTC day) and `KvQuotaLedger`, which counts them over KV keys alone.
-
-Standard library only: the Cloudflare adapters build the ledger, and their tests load them without pydantic."""
+"""Tenant quotas (tasks at once, pages per UTC day) and `KvQuotaLedger`, which counts them over KV keys alone;
+standard library only (the Cloudflare adapters build the ledger in Pyodide).
+"""
 
 from __future__ import annotations
 

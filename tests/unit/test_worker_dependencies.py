@@ -27,8 +27,8 @@ LOCAL_ONLY_PACKAGES = {"uvicorn", "sniffio", "aiohttp"}
 RUNTIME = {"workers", "asgi", "js", "pyodide"}
 #: Modules a bundle holds but a Worker never imports, and why. Each is imported only inside functions (checked).
 LOCAL_ONLY_MODULES = {
-    "consumer.aiotransport": "the local fetch engine over aiohttp: consumer.netguard.build_client imports it only "
-    "when fetch_engine is 'aiohttp', and the consumer Worker fetches with JS fetch (consumer/jsfetch.py)",
+    "consumer.fetch.aiohttp_transport": "the local fetch engine over aiohttp: consumer.fetch.client.build_client "
+    "imports it only when fetch_engine is 'aiohttp'; the consumer Worker fetches with JS fetch (js_transport.py)",
 }
 
 

@@ -1,6 +1,5 @@
-"""The SQLite layer under the KV and the queues: schema and migration, connections (WAL), and a client whose
-writes are group-committed: on the event loop's thread while the write lock is free (it is never waited for
-there), else on the client's own thread, which may wait for another process's transaction.
+"""The SQLite layer under the KV and the queues: schema and migration, connections (WAL), and `SqliteClient`,
+whose writes are group-committed.
 """
 
 from __future__ import annotations
@@ -159,7 +158,11 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 class SqliteClient:
     """One connection on one thread (opened on first use, so opening never blocks the event loop), and one on
-    the loop's thread for the writes that need not wait."""
+    the loop's thread for the writes that need not wait.
+
+    Writes are group-committed on the event loop's thread while the write lock is free (it is never waited for
+    there), else on the client's own thread, which may wait for another process's transaction.
+    """
 
     def __init__(self, path: Path, *, clock: Clock) -> None:
         self.path = Path(path)

@@ -1,7 +1,6 @@
-"""KV and queues in one embedded SQLite file shared by several processes (WAL). Reads run on the event loop's
-thread (a read never waits in WAL mode); writes are group-committed there too while the write lock is free,
-else on the object's own thread, so the event loop never waits for another process (`sqlitedb` has the
-connections, the batches and the thread). The tenants' quota counters are `sqlite.ledger`."""
+"""KV and queues in one embedded SQLite file shared by several processes (WAL); the event loop never waits
+for another process (see `db.SqliteClient`). The tenants' quota counters are `sqlite.ledger`.
+"""
 
 from __future__ import annotations
 
