@@ -22,16 +22,16 @@ const { values: args } = parseArgs({
   options: { site: { type: "string" }, "base-url": { type: "string" }, step: { type: "string", default: "10" } },
 });
 
-// consumer/*.py and shared/*.py (not shared/backends/): extraction imports a few of them (consumer.extract.page and
-// its parser modules, shared.urls and what it uses); the rest are copied but never imported. Anything else
-// extraction needs from outside the standard library fails the import loudly.
+// consumer/extract/ and the top of shared/ (not its subpackages): extraction imports consumer.extract and a few
+// shared modules (shared.urls and what it uses); the rest are copied but never imported. Anything else extraction
+// needs from outside the standard library fails the import loudly.
 function projectFiles() {
   const python = (dir) =>
     fs
       .readdirSync(path.join(ROOT, dir))
       .filter((name) => name.endsWith(".py"))
       .map((name) => `${dir}/${name}`);
-  return [...python("consumer"), ...python("shared")];
+  return ["consumer/__init__.py", ...python("consumer/extract"), ...python("shared")];
 }
 
 function copyTree(py, source, target) {

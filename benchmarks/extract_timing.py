@@ -11,6 +11,8 @@ WebAssembly engine's tier-up), then every page is timed once.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import statistics
 from collections.abc import Callable
@@ -103,4 +105,15 @@ def run(site: str, *, step: int, base_url: str, clock: Clock) -> dict[str, Any]:
         "scrapeq_extract": scrapeq,
         "stdlib_title_links": peer,
         "ratio_to_stdlib": scrapeq["mean_ms"] / peer["mean_ms"],
+        "outputs_sha256": outputs_digest(pages),
     }
+
+
+def outputs_digest(pages: list[tuple[str, str]]) -> str:
+    """One digest of everything the extractor returned for `pages`: equal on two runtimes, equal output."""
+    digest = hashlib.sha256()
+    for url, html in pages:
+        out = scrapeq_extract(html, url)
+        fields = [out.title, out.description, out.language, out.markdown, out.text, out.links, out.content_hash]
+        digest.update(json.dumps(fields, ensure_ascii=False).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()

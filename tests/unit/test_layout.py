@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from collections import Counter
 from functools import cache
 from pathlib import Path
@@ -160,3 +161,12 @@ def test_modules_are_short_with_a_short_docstring(path: Path) -> None:
     docstring = ast.get_docstring(tree_of(path), clean=True)
     assert docstring, "a module says in a line or two what it is for"
     assert len(docstring.splitlines()) <= MAX_DOCSTRING_LINES, docstring
+
+
+def test_the_readme_layout_names_every_module_and_no_other() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"\b(\w+\.py)\b", section))
+    files = {path.name for path in source_files() if path.name not in ("__init__.py", "__main__.py")}
+    assert files - named == set(), "modules the README's layout section does not name"
+    assert named - files - {"wrangler.toml"} == set(), "names in the README's layout section that are no module"
