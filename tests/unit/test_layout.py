@@ -170,3 +170,24 @@ def test_the_readme_layout_names_every_module_and_no_other() -> None:
     files = {path.name for path in source_files() if path.name not in ("__init__.py", "__main__.py")}
     assert files - named == set(), "modules the README's layout section does not name"
     assert named - files - {"wrangler.toml"} == set(), "names in the README's layout section that are no module"
+
+
+def private_reaches(tree: ast.Module) -> list[str]:
+    """`obj._name` where `_name` is not one this module defines, and `from m import _name`: another's privates."""
+    own = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+    own |= {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and isinstance(n.ctx, ast.Store)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            found += [f"import {a.name}" for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+        elif isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            mine = isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            if not mine and node.attr not in own and ast.unparse(node) != "argparse._SubParsersAction":
+                found.append(ast.unparse(node))
+    return found
+
+
+def test_no_module_reaches_into_another_modules_private_names() -> None:
+    assert private_reaches(ast.parse("import x\nx._secret\nfrom y import _hidden\n")) == ["import _hidden", "x._secret"]
+    for path in source_files():
+        assert private_reaches(tree_of(path)) == [], path.relative_to(ROOT)
