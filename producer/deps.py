@@ -48,7 +48,7 @@ class Services:
             settings=settings,
             backends=backends,
             limiters=limiters,
-            tasks=TaskStore(backends.kv),
+            tasks=TaskStore(backends.kv, backends.reservations),
             accounts=Accounts(backends.kv),
             events=EventLog(backends.kv, backends.jobs, retention_s=settings.event_retention_s),
             address_policy=AddressPolicy(settings.allow_private_networks),

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 from shared.errors import (
     BlockedAddress,
     Forbidden,
+    IdempotencyKeyInUse,
     IdempotencyMismatch,
     QuotaExceeded,
     ServiceUnavailable,
@@ -28,6 +29,10 @@ log = logging.getLogger(__name__)
 
 #: A full concurrency quota frees up when a task ends: worth asking again soon.
 CONCURRENCY_RETRY_AFTER_S = 10
+#: A reservation of an Idempotency-Key whose task does not exist this long after is taken to be abandoned (its
+#: request died between the two writes); a duplicate arriving sooner is told to retry after IN_USE_RETRY_AFTER_S.
+ABANDONED_AFTER_S = 30.0
+IN_USE_RETRY_AFTER_S = 1
 
 
 def seconds_to_next_day(now: datetime) -> int:
@@ -116,44 +121,69 @@ async def submit(
     idempotency_ttl_s: float,
     quotas: Quotas,
 ) -> tuple[Task, bool]:
-    """Store the task, then enqueue its first slice. Returns the task and whether it is new."""
-    digest = None
+    """Store the task, then enqueue its first slice. Returns the task and whether it is new.
+
+    With an Idempotency-Key the key is reserved first (first writer wins, exactly on SQLite): a duplicate gets the
+    original's task, or 409 while the original is still being written; a request that fails gives its key back.
+    """
+    task = Task(task_id=uuid.uuid4().hex, tenant_id=tenant.tenant_id, request=request)
+    record = None
     if idempotency_key is not None:
-        digest = request_hash(request)
-        existing = await _replay(tenant.tenant_id, idempotency_key, digest, tasks)
+        record = IdempotencyRecord(
+            task_id=task.task_id, request_hash=request_hash(request), reserved_at=task.created_at.timestamp()
+        )
+        existing = await _reserve(tenant.tenant_id, idempotency_key, record, tasks, ttl_s=idempotency_ttl_s)
         if existing is not None:
             return existing, False  # a replay reserves nothing more
-    task = Task(task_id=uuid.uuid4().hex, tenant_id=tenant.tenant_id, request=request)
+    try:
+        await _create(task, tasks=tasks, ledger=ledger, jobs=jobs, quotas=quotas)
+    except BaseException:
+        if idempotency_key is not None and record is not None:
+            await tasks.release_idempotency(tenant.tenant_id, idempotency_key, record)
+        raise
+    return task, True
+
+
+async def _create(task: Task, *, tasks: TaskStore, ledger: QuotaLedger, jobs: JobQueue, quotas: Quotas) -> None:
+    tenant_id, request = task.tenant_id, task.request
     await reserve_quotas(
-        ledger, tasks, tenant.tenant_id, task.task_id, pages=request.limit, quotas=quotas, now=task.created_at
+        ledger, tasks, tenant_id, task.task_id, pages=request.limit, quotas=quotas, now=task.created_at
     )
     try:
         # The record exists before the job does, so a GET right after the 202 never answers 404.
         await tasks.create(task)
     except BaseException:
-        await ledger.release(tenant.tenant_id, task.task_id)  # a task that never was holds no place
+        await ledger.release(tenant_id, task.task_id)  # a task that never was holds no place
         raise
-    if idempotency_key is not None and digest is not None:
-        record = IdempotencyRecord(task_id=task.task_id, request_hash=digest)
-        await tasks.save_idempotency(tenant.tenant_id, idempotency_key, record, ttl_s=idempotency_ttl_s)
     try:
-        await jobs.send(CrawlJob(tenant_id=tenant.tenant_id, task_id=task.task_id).model_dump(mode="json"))
+        await jobs.send(CrawlJob(tenant_id=tenant_id, task_id=task.task_id).model_dump(mode="json"))
     except Exception as exc:
-        log.exception("enqueue failed", extra={"task_id": task.task_id, "tenant_id": tenant.tenant_id})
+        log.exception("enqueue failed", extra={"task_id": task.task_id, "tenant_id": tenant_id})
         task.status = TaskStatus.FAILED
         task.finished_at = utcnow()
         task.error = TaskError(code="enqueue_failed", message="the job queue did not accept the task")
         await tasks.save(task)
-        await ledger.release(tenant.tenant_id, task.task_id)
+        await ledger.release(tenant_id, task.task_id)
         raise ServiceUnavailable("the job queue is unavailable; retry later", headers={"Retry-After": "5"}) from exc
-    log.debug("task queued", extra={"task_id": task.task_id, "tenant_id": tenant.tenant_id})
-    return task, True
+    log.debug("task queued", extra={"task_id": task.task_id, "tenant_id": tenant_id})
 
 
-async def _replay(tenant_id: str, idempotency_key: str, digest: str, tasks: TaskStore) -> Task | None:
-    record = await tasks.get_idempotency(tenant_id, idempotency_key)
-    if record is None:
+async def _reserve(
+    tenant_id: str, idempotency_key: str, record: IdempotencyRecord, tasks: TaskStore, *, ttl_s: float
+) -> Task | None:
+    """None once `record` holds the key; else the task of the request that holds it (or 409/422)."""
+    held = await tasks.reserve_idempotency(tenant_id, idempotency_key, record, ttl_s=ttl_s)
+    if held is None:
         return None
-    if record.request_hash != digest:
+    if held.request_hash != record.request_hash:
         raise IdempotencyMismatch("this Idempotency-Key was used with a different request body")
-    return await tasks.get(tenant_id, record.task_id)
+    task = await tasks.get(tenant_id, held.task_id)
+    if task is not None:
+        return task
+    abandoned = record.reserved_at - held.reserved_at > ABANDONED_AFTER_S
+    if abandoned and await tasks.take_over_idempotency(tenant_id, idempotency_key, held, record, ttl_s=ttl_s):
+        return None
+    raise IdempotencyKeyInUse(
+        "a request with this Idempotency-Key is still being processed; retry to get its answer",
+        headers={"Retry-After": str(IN_USE_RETRY_AFTER_S)},
+    )

@@ -17,6 +17,7 @@ class ScrapeqError(Exception):
     │   ├── InvalidInput          422
     │   │   └── UrlNotAllowed     422 (the network guard refuses the URL's host)
     │   ├── IdempotencyMismatch   422
+    │   ├── IdempotencyKeyInUse   409 (the original request with that key is still being written)
     │   ├── RateLimited           429
     │   ├── QuotaExceeded         429 (or 422 when no retry can pass; the body names the quota)
     │   └── ServiceUnavailable    503
@@ -87,6 +88,12 @@ class IdempotencyMismatch(ApiError):
     """An Idempotency-Key was reused with a different request body."""
 
     status, title, code = 422, "Idempotency key reused", "idempotency_key_mismatch"
+
+
+class IdempotencyKeyInUse(ApiError):
+    """A request with this Idempotency-Key is still being written; its answer is the one to wait for."""
+
+    status, title, code = 409, "Idempotency key in use", "idempotency_key_in_use"
 
 
 class RateLimited(ApiError):

@@ -52,6 +52,23 @@ class KeyValueStore(Protocol):
     async def list(self, *, prefix: str = "", limit: int = MAX_LIST_LIMIT, cursor: str | None = None) -> ListResult: ...
 
 
+class Reservations(Protocol):
+    """First writer wins on a key: exact where the backend can compare and set (SQLite, memory), best effort
+    over Workers KV (`shared.stores.reservations.KvReservations`, whose bound the README states)."""
+
+    async def reserve(self, key: str, value: str, *, ttl_s: float) -> str | None:
+        """Write `value` if `key` is absent (or expired) and return None; else return the value it holds."""
+        ...
+
+    async def replace(self, key: str, expected: str, value: str, *, ttl_s: float) -> bool:
+        """Write `value` only if `key` still holds `expected`; whether it did."""
+        ...
+
+    async def release(self, key: str, expected: str) -> None:
+        """Delete `key` only if it still holds `expected` (a reservation its owner gives up)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Message:
     """One delivery of a queued message. `lease` fences ack/retry to this delivery."""

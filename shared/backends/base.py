@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from shared.errors import StorageError
-from shared.ports import JobQueue, KeyValueStore
+from shared.ports import JobQueue, KeyValueStore, Reservations
 
 if TYPE_CHECKING:
     from shared.stores.quotas import QuotaLedger
@@ -45,6 +45,8 @@ class Backends(Generic[Q]):
     jobs: Q
     #: Where tenant quotas are counted: exact counters in SQLite, or KV keys (`shared.stores.quotas`).
     quotas: QuotaLedger
+    #: First-writer-wins keys (idempotency): the KV store itself where it can compare and set.
+    reservations: Reservations
     dead_letters: Q | None = None
     #: Which backend this is ("sqlite", "memory", "cloudflare"), for `/health` and logs.
     name: str = "custom"

@@ -39,6 +39,7 @@ from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, ListResult, Messag
 from shared.ratelimit import RateDecision, RatePolicy
 from shared.retry import backoff_s
 from shared.stores.quotas import KvQuotaLedger
+from shared.stores.reservations import KvReservations
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -172,7 +173,8 @@ class CloudflareQueue:
 def cloudflare_backends(env: Any) -> Backends[CloudflareQueue]:
     """The Worker's `KV` namespace and `JOBS` producer; no dead-letter receiver (Cloudflare delivers those)."""
     kv = CloudflareKV(env.KV)
-    return Backends(kv=kv, jobs=CloudflareQueue(env.JOBS), quotas=KvQuotaLedger(kv), name="cloudflare")
+    jobs = CloudflareQueue(env.JOBS)
+    return Backends(kv=kv, jobs=jobs, quotas=KvQuotaLedger(kv), reservations=KvReservations(kv), name="cloudflare")
 
 
 def settings_from_env(env: Any) -> Settings:

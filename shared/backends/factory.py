@@ -41,7 +41,9 @@ def open_sqlite_backends(
         dead_letter=dead_letters,
     )
     kv = SqliteKV(path, clock=clock)
-    return Backends(kv=kv, jobs=jobs, quotas=SqliteQuotaLedger(kv), dead_letters=dead_letters, name="sqlite")
+    return Backends(
+        kv=kv, jobs=jobs, quotas=SqliteQuotaLedger(kv), reservations=kv, dead_letters=dead_letters, name="sqlite"
+    )
 
 
 def open_memory_backends(
@@ -60,7 +62,9 @@ def open_memory_backends(
         dead_letter=dead_letters,
     )
     kv = MemoryKV(clock=clock)
-    return Backends(kv=kv, jobs=jobs, quotas=KvQuotaLedger(kv), dead_letters=dead_letters, name="memory")
+    return Backends(
+        kv=kv, jobs=jobs, quotas=KvQuotaLedger(kv), reservations=kv, dead_letters=dead_letters, name="memory"
+    )
 
 
 def open_backends(settings: Settings) -> Backends[SqliteQueue]:

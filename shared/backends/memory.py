@@ -78,6 +78,24 @@ class MemoryKV:
         check_key(key)
         self._remove(key)
 
+    # --- Reservations: exact, as nothing here awaits between the check and the write
+    async def reserve(self, key: str, value: str, *, ttl_s: float) -> str | None:
+        held = await self.get(key)
+        if held is not None:
+            return held
+        await self.put(key, value, ttl_s=ttl_s)
+        return None
+
+    async def replace(self, key: str, expected: str, value: str, *, ttl_s: float) -> bool:
+        if await self.get(key) != expected:
+            return False
+        await self.put(key, value, ttl_s=ttl_s)
+        return True
+
+    async def release(self, key: str, expected: str) -> None:
+        if await self.get(key) == expected:
+            await self.delete(key)
+
     async def list(self, *, prefix: str = "", limit: int = MAX_LIST_LIMIT, cursor: str | None = None) -> ListResult:
         check_list_limit(limit)
         start = bisect.bisect_left(self._keys, prefix)

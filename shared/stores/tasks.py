@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from shared import keys
 from shared.errors import InvalidInput
 from shared.models import TERMINAL, CrawlState, Page, Task, TaskStatus
-from shared.ports import KeyValueStore, scan
+from shared.ports import KeyValueStore, Reservations, scan
 
 T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -34,8 +34,12 @@ class Claim(BaseModel):
 
 
 class IdempotencyRecord(BaseModel):
+    """An Idempotency-Key's reservation: the task it makes (written after it) and the body it was used with."""
+
     task_id: str
     request_hash: str
+    #: When the key was reserved (epoch seconds); a reservation with no task long after it was abandoned.
+    reserved_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -102,8 +106,10 @@ async def paginate(
 class TaskStore:
     """Reads and writes the records of tasks; both the producer and the consumer use it."""
 
-    def __init__(self, kv: KeyValueStore) -> None:
+    def __init__(self, kv: KeyValueStore, reservations: Reservations | None = None) -> None:
         self.kv = kv
+        #: Where Idempotency-Keys are reserved; without one (the consumer's store), idempotency is not used.
+        self.reservations = reservations
 
     async def create(self, task: Task) -> None:
         created_ms, micros = divmod((task.created_at - EPOCH) // timedelta(microseconds=1), 1000)
@@ -199,12 +205,32 @@ class TaskStore:
             self.kv, keys.pages_prefix(tenant_id, task_id), self.kv.get, cursor=cursor, limit=limit, size=len
         )
 
-    # --- idempotency
+    # --- idempotency: a key is reserved (first writer wins) before its task is written
+    def _reservations(self) -> Reservations:
+        if self.reservations is None:
+            raise RuntimeError("this TaskStore was built without reservations")
+        return self.reservations
+
     async def get_idempotency(self, tenant_id: str, idempotency_key: str) -> IdempotencyRecord | None:
         raw = await self.kv.get(keys.idempotency(tenant_id, idempotency_key))
         return IdempotencyRecord.model_validate_json(raw) if raw else None
 
-    async def save_idempotency(
+    async def reserve_idempotency(
         self, tenant_id: str, idempotency_key: str, record: IdempotencyRecord, *, ttl_s: float
-    ) -> None:
-        await self.kv.put(keys.idempotency(tenant_id, idempotency_key), record.model_dump_json(), ttl_s=ttl_s)
+    ) -> IdempotencyRecord | None:
+        """None if `record` now holds the key; else the record that already did."""
+        key = keys.idempotency(tenant_id, idempotency_key)
+        held = await self._reservations().reserve(key, record.model_dump_json(), ttl_s=ttl_s)
+        return None if held is None else IdempotencyRecord.model_validate_json(held)
+
+    async def take_over_idempotency(
+        self, tenant_id: str, idempotency_key: str, old: IdempotencyRecord, new: IdempotencyRecord, *, ttl_s: float
+    ) -> bool:
+        """Replace an abandoned reservation `old` with `new`, unless another request did first."""
+        key = keys.idempotency(tenant_id, idempotency_key)
+        return await self._reservations().replace(key, old.model_dump_json(), new.model_dump_json(), ttl_s=ttl_s)
+
+    async def release_idempotency(self, tenant_id: str, idempotency_key: str, record: IdempotencyRecord) -> None:
+        """Give up a reservation whose task was never made, so that a retry with the key can make it."""
+        key = keys.idempotency(tenant_id, idempotency_key)
+        await self._reservations().release(key, record.model_dump_json())

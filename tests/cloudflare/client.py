@@ -24,6 +24,7 @@ from shared.backends.base import Backends
 from shared.errors import StorageError
 from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, ListResult
 from shared.stores.quotas import KvQuotaLedger
+from shared.stores.reservations import KvReservations
 from tests.cloudflare.wire import decode, dumps, encode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -210,4 +211,5 @@ class RemoteQueue:
 
 def remote_backends(harness: Harness) -> Backends[RemoteQueue]:
     kv = RemoteKV(harness)
-    return Backends(kv=kv, jobs=RemoteQueue(harness), quotas=KvQuotaLedger(kv), name="cloudflare")
+    jobs = RemoteQueue(harness)
+    return Backends(kv=kv, jobs=jobs, quotas=KvQuotaLedger(kv), reservations=KvReservations(kv), name="cloudflare")

@@ -35,6 +35,7 @@ const PROJECT_FILES = [
   "shared/keys.py",
   "shared/stores/__init__.py",
   "shared/stores/quotas.py",
+  "shared/stores/reservations.py",
   "shared/ratelimit.py",
   "shared/backends/__init__.py",
   "shared/backends/base.py",

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import httpx
 import pytest
 
+from producer import submit as submission
 from shared.backends.base import Backends
-from shared.models import Page, TaskStatus, utcnow
+from shared.models import Page, ScrapeRequest, Task, TaskStatus, utcnow
 from shared.stores.accounts import Accounts
-from shared.stores.tasks import TaskStore
+from shared.stores.tasks import IdempotencyRecord, TaskStore
 from tests.conftest import Caller, new_caller
 
 PROBLEM = "application/problem+json"
@@ -224,6 +226,53 @@ async def test_the_same_idempotency_key_and_body_return_the_original_task(
     assert again.json()["task_id"] == first.json()["task_id"]
     assert again.headers["idempotent-replayed"] == "true"
     assert len(await backends.jobs.receive(max_messages=10)) == 1
+
+
+async def test_a_duplicate_while_the_original_is_being_written_gets_409_then_the_original(
+    api: httpx.AsyncClient, alice: Caller, backends: Backends
+) -> None:
+    """The reservation exists and its task not yet (the original is between its two writes)."""
+    tenant_id = alice.tenant.tenant_id
+    store = TaskStore(backends.kv, backends.reservations)
+    body = ScrapeRequest.model_validate(scrape_body())
+    held = IdempotencyRecord(task_id="f" * 32, request_hash=submission.request_hash(body), reserved_at=time.time())
+    assert await store.reserve_idempotency(tenant_id, "order-44", held, ttl_s=60) is None
+    headers = {**alice.headers, "Idempotency-Key": "order-44"}
+    busy = await api.post("/scrape", json=scrape_body(), headers=headers)
+    assert_problem(busy, 409, "idempotency_key_in_use")
+    assert busy.headers["retry-after"] == "1"
+    await store.create(Task(task_id=held.task_id, tenant_id=tenant_id, request=body))
+    replay = await api.post("/scrape", json=scrape_body(), headers=headers)
+    assert (replay.status_code, replay.json()["task_id"]) == (200, held.task_id)
+
+
+async def test_an_abandoned_reservation_is_taken_over(
+    api: httpx.AsyncClient, alice: Caller, backends: Backends
+) -> None:
+    """The original died between reserving the key and writing its task: a retry after a while makes the task."""
+    tenant_id = alice.tenant.tenant_id
+    store = TaskStore(backends.kv, backends.reservations)
+    body = ScrapeRequest.model_validate(scrape_body())
+    old = time.time() - submission.ABANDONED_AFTER_S - 5
+    held = IdempotencyRecord(task_id="e" * 32, request_hash=submission.request_hash(body), reserved_at=old)
+    await store.reserve_idempotency(tenant_id, "order-45", held, ttl_s=3600)
+    headers = {**alice.headers, "Idempotency-Key": "order-45"}
+    made = await api.post("/scrape", json=scrape_body(), headers=headers)
+    assert made.status_code == 202 and made.json()["task_id"] != held.task_id
+    again = await api.post("/scrape", json=scrape_body(), headers=headers)
+    assert (again.status_code, again.json()["task_id"]) == (200, made.json()["task_id"])
+
+
+async def test_a_refused_submit_gives_its_idempotency_key_back(
+    api: httpx.AsyncClient, alice: Caller, backends: Backends
+) -> None:
+    """A 422 for a quota no retry can pass leaves no reservation: the same key with a fitting body is a new task."""
+    await Accounts(backends.kv).set_limits(alice.tenant.tenant_id, {"max_pages_per_day": 5})
+    headers = {**alice.headers, "Idempotency-Key": "order-46"}
+    refused = await api.post("/scrape", json=scrape_body(limit=10), headers=headers)
+    assert_problem(refused, 422, "quota_exceeded")
+    assert await TaskStore(backends.kv).get_idempotency(alice.tenant.tenant_id, "order-46") is None
+    assert (await api.post("/scrape", json=scrape_body(limit=5), headers=headers)).status_code == 202
 
 
 async def test_the_same_idempotency_key_with_another_body_gets_422(api: httpx.AsyncClient, alice: Caller) -> None:

@@ -61,6 +61,15 @@ SET value = excluded.value, expires_at = excluded.expires_at, metadata = exclude
 """
 
 
+# Insert, or take over an expired row; a live row is left alone (row count 0).
+_RESERVE = """
+INSERT INTO kv (key, value, expires_at, metadata) VALUES (?, ?, ?, NULL)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at, metadata = NULL
+WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= ?
+"""
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+
+
 class SqliteKV(SqliteClient):
     """Workers KV over the `kv` table. Expired rows are invisible at once and deleted lazily.
 
@@ -115,6 +124,29 @@ class SqliteKV(SqliteClient):
     async def delete(self, key: str) -> None:
         check_key(key)
         await self.write("DELETE FROM kv WHERE key = ?", (key,))
+
+    # --- Reservations: each a single statement, so exact across every process on the file (one writer at a time)
+    async def reserve(self, key: str, value: str, *, ttl_s: float) -> str | None:
+        check_key(key)
+        check_value(value)
+        while True:
+            now = self._clock()
+            if await self.write(_RESERVE, (key, value, expiry_for(ttl_s, now), now)):
+                return None
+            held = await self.get(key)
+            if held is not None:  # else it expired or was released since: try again
+                return held
+
+    async def replace(self, key: str, expected: str, value: str, *, ttl_s: float) -> bool:
+        check_key(key)
+        check_value(value)
+        now = self._clock()
+        sql = f"UPDATE kv SET value = ?, expires_at = ? WHERE key = ? AND value = ? AND {_LIVE}"
+        return bool(await self.write(sql, (value, expiry_for(ttl_s, now), key, expected, now)))
+
+    async def release(self, key: str, expected: str) -> None:
+        check_key(key)
+        await self.write("DELETE FROM kv WHERE key = ? AND value = ?", (key, expected))
 
     async def list(self, *, prefix: str = "", limit: int = MAX_LIST_LIMIT, cursor: str | None = None) -> ListResult:
         check_list_limit(limit)
