@@ -66,6 +66,7 @@ def make_handler(
         gate=gate,
         max_links=settings.fetch_max_links_per_page,
         retries=settings.page_retries,
+        budget_s=settings.page_budget_s,
         clock=clock,
     )
     kv, jobs = backends.kv, backends.jobs

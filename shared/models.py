@@ -159,6 +159,8 @@ class Task(BaseModel):
     error: TaskError | None = None
     #: Slices run so far (a long crawl continues in follow-up messages).
     slices: int = 0
+    #: While the start page is being tried again: when its first attempt began (epoch s), for its time budget.
+    start_page_since: float | None = None
 
     def public(self, *, cancel_requested: bool = False, deliveries: list[Delivery] | None = None) -> TaskPublic:
         req = self.request

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     fetch_read_timeout_s: float = Field(default=20.0, gt=0)
     #: Deadline for one page, all redirect hops and the whole body included.
     fetch_total_timeout_s: float = Field(default=30.0, gt=0)
+    #: A page's whole time from its first request: every attempt (429/503 retries, redeliveries of the start
+    #: page) and the waits between them. Waiting for the host's politeness slot before it starts is not counted.
+    page_budget_s: float = Field(default=60.0, gt=0, le=3600)
     fetch_max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     fetch_max_redirects: int = Field(default=10, ge=0)
     fetch_max_url_length: int = Field(default=2083, gt=0)

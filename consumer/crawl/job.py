@@ -7,7 +7,7 @@ import logging
 from pydantic import ValidationError
 
 from consumer.crawl.slice import CrawlSlice, PageHook, SliceResult, initial_state
-from consumer.crawl.visit import Visitor
+from consumer.crawl.visit import MIN_ATTEMPT_S, Visitor
 from consumer.decision import ACK, Decision, retry
 from shared.models import (
     TERMINAL,
@@ -125,6 +125,7 @@ class CrawlHandler:
         async def cancel_requested() -> bool:
             return await self.store.cancel_requested(task.tenant_id, task.task_id)
 
+        began = self.clock()
         crawl = CrawlSlice(
             task,
             state,
@@ -134,15 +135,23 @@ class CrawlHandler:
             clock=self.clock,
             cancel_requested=cancel_requested,
             on_page=self._page_events(task),
+            start_budget_s=self._start_budget_s(task) if state.next_seq == 0 else None,
         )
         result = await crawl.run()
-        return await self._conclude(task, result, job, attempts)
+        return await self._conclude(task, result, job, attempts, began=began)
 
-    async def _conclude(self, task: Task, result: SliceResult, job: CrawlJob, attempts: int) -> Decision:
+    async def _conclude(
+        self, task: Task, result: SliceResult, job: CrawlJob, attempts: int, *, began: float
+    ) -> Decision:
         if result.start_failure is not None:
             failure = result.start_failure
-            if failure.retryable and attempts <= self.settings.queue_max_retries:
-                return retry(self._backoff(attempts))
+            delay = self._backoff(attempts)
+            if task.start_page_since is None:
+                task.start_page_since = began
+            in_budget = self._start_budget_s(task) - delay >= MIN_ATTEMPT_S
+            if failure.retryable and attempts <= self.settings.queue_max_retries and in_budget:
+                await self.store.save(task)  # the next delivery counts the budget from this attempt's start
+                return retry(delay)
             page_error = failure.page.error if failure.page else None
             task.error = (
                 TaskError(code=page_error.code, message=page_error.message)
@@ -230,6 +239,14 @@ class CrawlHandler:
             return retry(self._backoff(attempts))
         log.error("%s for task %s; dropping the message", reason, job.task_id)
         return ACK
+
+    def _start_budget_s(self, task: Task) -> float:
+        """What is left of the start page's budget. Its attempts count from the first one that failed; a delivery
+        that died (worker killed) left no mark, so a redelivery after it gets the whole budget again."""
+        budget = self.settings.page_budget_s
+        if task.start_page_since is None:
+            return budget
+        return min(budget, budget - max(0.0, self.clock() - task.start_page_since))
 
     def _backoff(self, attempts: int) -> float:
         return backoff_s(attempts, base_s=self.settings.queue_retry_base_s, max_s=self.settings.queue_retry_max_s)

@@ -54,6 +54,7 @@ class CrawlSlice:
         clock: Clock,
         cancel_requested: Callable[[], Awaitable[bool]],
         on_page: PageHook | None = None,
+        start_budget_s: float | None = None,
     ) -> None:
         self.task = task
         self.request = task.request
@@ -64,6 +65,8 @@ class CrawlSlice:
         self.clock = clock
         self.cancel_requested = cancel_requested
         self.on_page = on_page
+        #: What is left of the start page's budget when an earlier delivery already tried it.
+        self.start_budget_s = start_budget_s
         self.frontier = deque(state.frontier)
         self.seen = set(state.seen)
         self.next_seq = state.next_seq
@@ -127,7 +130,8 @@ class CrawlSlice:
         seq = self.next_seq
         self.next_seq += 1
         self.entries[seq] = entry
-        visit = self.visitor.visit(entry.url, entry.depth, self.request, not_after=self.deadline)
+        budget = self.start_budget_s if seq == 0 else None
+        visit = self.visitor.visit(entry.url, entry.depth, self.request, not_after=self.deadline, budget_s=budget)
         self.window[seq] = asyncio.ensure_future(visit)
 
     async def _commit_ready(self) -> Visit | None:

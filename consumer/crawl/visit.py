@@ -15,7 +15,7 @@ from consumer.crawl.robots import RobotsCache
 from consumer.extract import extract
 from consumer.extract.page import decode_body
 from consumer.fetch.fetcher import Fetcher, FetchResult
-from shared.errors import FetchError
+from shared.errors import FetchError, FetchTimeout
 from shared.models import Format, Page, PageError, ScrapeRequest
 from shared.ports import Clock
 
@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 #: Status codes worth trying again later (RFC 9110 semantics plus common CDN codes).
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504, 522, 524})
+#: An attempt with less of the page's budget left than this is not started: it could not fetch a page.
+MIN_ATTEMPT_S = 1.0
 
 
 class Outcome(enum.StrEnum):
@@ -52,6 +54,7 @@ class Visitor:
         gate: HostGate,
         max_links: int,
         retries: int = 2,
+        budget_s: float = 60.0,
         clock: Clock = time.time,
     ) -> None:
         self.fetcher = fetcher
@@ -59,10 +62,20 @@ class Visitor:
         self.gate = gate
         self.max_links = max_links
         self.retries = retries
+        self.budget_s = budget_s
         self.clock = clock
 
-    async def visit(self, url: str, depth: int, request: ScrapeRequest, *, not_after: float | None = None) -> Visit:
-        """`not_after` (a `clock` time): no 429/503 retry is started whose pause would end after it."""
+    async def visit(
+        self,
+        url: str,
+        depth: int,
+        request: ScrapeRequest,
+        *,
+        not_after: float | None = None,
+        budget_s: float | None = None,
+    ) -> Visit:
+        """`not_after` (a `clock` time): no 429/503 retry is started whose pause would end after it.
+        `budget_s`: the page's time from its first request, every attempt included (default: the visitor's)."""
         rules = await self.robots.rules_for(url)
         if not rules.allowed(url):
             if not rules.unreachable:
@@ -71,7 +84,7 @@ class Visitor:
             return Visit(Outcome.SKIPPED, Page(url=url, depth=depth, error=error), retryable=True)
         self.gate.crawl_delay(url, rules.crawl_delay())
         try:
-            result = await self._fetch(url, not_after)
+            result = await self._fetch(url, not_after, self.budget_s if budget_s is None else budget_s)
         except FetchError as exc:
             error = PageError(code=exc.code, message=str(exc) or exc.code)
             return Visit(Outcome.FAILED, Page(url=url, depth=depth, error=error), retryable=exc.retryable)
@@ -81,12 +94,18 @@ class Visitor:
             return Visit(Outcome.FAILED, page, retryable=result.status_code in RETRYABLE_STATUS)
         return self._page(result, depth, request)
 
-    async def _fetch(self, url: str, not_after: float | None) -> FetchResult:
-        """Fetch inside the host's gate; a 429/503 pauses the host, and the page is tried again after it."""
+    async def _fetch(self, url: str, not_after: float | None, budget_s: float) -> FetchResult:
+        """Fetch inside the host's gate; a 429/503 pauses the host, and the page is tried again after it, all
+        within `budget_s` from the first request."""
         attempt = 0
+        budget_ends: float | None = None
         while True:
             async with self.gate.slot(url):
-                result = await self.fetcher.fetch(url)
+                now = self.clock()
+                budget_ends = now + budget_s if budget_ends is None else budget_ends
+                if budget_ends - now < MIN_ATTEMPT_S:
+                    raise FetchTimeout(f"the page's time budget ({budget_s:.3g} s) is used up")
+                result = await self.fetcher.fetch(url, timeout_s=budget_ends - now)
             attempt += 1
             pause = pause_for(
                 result.status_code,
@@ -99,7 +118,9 @@ class Visitor:
             if pause is None:
                 return result
             self.gate.pause(url, pause.host_s)  # every task's requests to this host wait, not only this page's
-            if not pause.retry or (not_after is not None and self.clock() + pause.host_s > not_after):
+            resume = self.clock() + pause.host_s
+            past_slice = not_after is not None and resume > not_after
+            if not pause.retry or past_slice or resume + MIN_ATTEMPT_S > budget_ends:
                 return result
             log.info("HTTP %d from %s: trying again in %.1f s", result.status_code, url, pause.host_s)
 

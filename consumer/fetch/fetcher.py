@@ -66,6 +66,7 @@ class Fetcher:
         accept: Container[str] = PAGE_TYPES,
         max_redirects: int | None = None,
         truncate_at: int | None = None,
+        timeout_s: float | None = None,
     ) -> FetchResult:
         """Fetch `url`, following at most `max_redirects` hops (default: the setting).
 
@@ -73,7 +74,10 @@ class Fetcher:
         with `TooLarge` past the body cap (robots.txt: only the first 500 KiB are parsed anyway).
         """
         # httpx's timeouts are per network operation; only this deadline stops a slow trickle (httpx#1450).
+        # `timeout_s`: what is left of the page's budget, when that is less.
         deadline = self._settings.fetch_total_timeout_s
+        if timeout_s is not None:
+            deadline = max(0.0, min(deadline, timeout_s))
         limits = BodyLimits(
             accept=accept,
             max_redirects=self._settings.fetch_max_redirects if max_redirects is None else max_redirects,
@@ -84,7 +88,7 @@ class Fetcher:
             async with asyncio.timeout(deadline):
                 return await self._follow(url, limits)
         except TimeoutError:
-            raise FetchTimeout(f"page not fetched within {deadline:g} s") from None
+            raise FetchTimeout(f"page not fetched within {deadline:.3g} s") from None
 
     async def _follow(self, url: str, limits: BodyLimits) -> FetchResult:
         # Redirects by hand: every hop is re-validated here and address-checked by the client's backend,

@@ -30,7 +30,7 @@ class FakeSite:
         self.gate = HostGate(max_concurrency=4, min_delay_s=0, max_delay_s=0)
         self.visited: list[str] = []
 
-    async def visit(self, url: str, depth: int, request: ScrapeRequest, *, not_after: float | None = None) -> Visit:
+    async def visit(self, url: str, depth: int, request: ScrapeRequest, **_: float | None) -> Visit:
         self.visited.append(url)
         n = int(url.rsplit("/", 1)[1])
         page = Page(url=url, status_code=200, depth=depth, markdown=f"# page {n}")
