@@ -11,14 +11,15 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, field_validator
 
 from producer.deps import EventsDep, PrincipalDep, SettingsDep, TasksDep
-from producer.routes import PROBLEM_RESPONSES, TaskIdPath, load_task
+from producer.problems import problem_responses
+from producer.routes import AUTHENTICATED, TASK_ROUTE, TaskIdPath, load_task
 from shared import urls
 from shared.errors import BlockedAddress, InvalidInput, NotFound, UrlNotAllowed
 from shared.guard import AddressPolicy, check_host
 from shared.models import Delivery, DeliveryStatus
 from shared.stores.events import LIFECYCLE_KINDS, task_event_id
 
-router = APIRouter(tags=["events and webhooks"], responses=PROBLEM_RESPONSES)
+router = APIRouter(tags=["events and webhooks"])
 
 AfterQuery = Annotated[str | None, Query(max_length=100, description="the id of the last event you have")]
 FeedLimit = Annotated[int, Query(ge=1, le=1000)]
@@ -39,7 +40,7 @@ class TestRequest(BaseModel):
         return urls.validate_submitted_url(value)
 
 
-@router.get("/events", response_model=EventList)
+@router.get("/events", response_model=EventList, responses=problem_responses(*AUTHENTICATED))
 async def tenant_events(
     principal: PrincipalDep, events: EventsDep, after: AfterQuery = None, limit: FeedLimit = 100
 ) -> EventList:
@@ -48,7 +49,7 @@ async def tenant_events(
     return EventList(events=found, next_after=next_after)
 
 
-@router.get("/tasks/{task_id}/events", response_model=EventList)
+@router.get("/tasks/{task_id}/events", response_model=EventList, responses=TASK_ROUTE)
 async def task_events(
     task_id: TaskIdPath,
     principal: PrincipalDep,
@@ -63,7 +64,7 @@ async def task_events(
     return EventList(events=found, next_after=next_after)
 
 
-@router.post("/tasks/{task_id}/webhook/redeliver", status_code=202)
+@router.post("/tasks/{task_id}/webhook/redeliver", status_code=202, responses=TASK_ROUTE)
 async def redeliver(
     task_id: TaskIdPath,
     principal: PrincipalDep,
@@ -91,7 +92,7 @@ async def redeliver(
     return {"redelivered": queued}
 
 
-@router.post("/webhooks/test", status_code=202)
+@router.post("/webhooks/test", status_code=202, responses=problem_responses(*AUTHENTICATED, 400, 413))
 async def send_test(
     body: TestRequest, principal: PrincipalDep, events: EventsDep, settings: SettingsDep
 ) -> JSONResponse:
@@ -105,7 +106,7 @@ async def send_test(
     return JSONResponse({"event_id": event.id, "delivery_url": delivery_url}, status_code=202)
 
 
-@router.get("/webhooks/deliveries/{event_id}", response_model=Delivery)
+@router.get("/webhooks/deliveries/{event_id}", response_model=Delivery, responses=TASK_ROUTE)
 async def delivery_state(
     event_id: Annotated[str, Path(max_length=100)], principal: PrincipalDep, events: EventsDep
 ) -> Delivery:

@@ -32,6 +32,42 @@ _TITLES = {
 }
 
 
+#: The body of every problem answer, for the OpenAPI document.
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string", "description": "stable, machine-readable: the README lists them"},
+        "errors": {"type": "array", "items": {"type": "object"}, "description": "per-field validation errors"},
+    },
+}
+#: What each status means wherever it is declared.
+_MEANINGS = {
+    400: "The body is not parseable JSON",
+    401: "Missing, malformed, unknown, revoked or expired API key",
+    403: "Knowledge base or domain not allowed for this key",
+    404: "Unknown resource (or another tenant's)",
+    409: "`idempotency_key_in_use`: the first request with this Idempotency-Key is still being written",
+    413: "Request body too large",
+    422: "Invalid input (`validation_error`, `url_not_allowed`, `idempotency_key_mismatch`, `invalid_input`, "
+    "or `quota_exceeded` when the task alone is over the tenant's pages per day)",
+    429: "Rate limited (`rate_limited`) or a tenant quota used up (`quota_exceeded`); see Retry-After",
+    503: "A backend is unavailable; retrying after Retry-After is safe",
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The problem answers one route can give, for its `responses=` (declared per route, as they differ)."""
+    return {
+        status: {"description": _MEANINGS[status], "content": {PROBLEM_JSON: {"schema": PROBLEM_SCHEMA}}}
+        for status in sorted(statuses)
+    }
+
+
 def problem(
     status: int,
     detail: str,

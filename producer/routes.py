@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from producer import submit as submission
 from producer.deps import BackendsDep, EventsDep, Principal, PrincipalDep, TasksDep, services_of
+from producer.problems import problem_responses
 from shared.errors import Forbidden, NotFound, ServiceUnavailable, StorageError
 from shared.models import (
     KB_ID_PATTERN,
@@ -32,17 +33,9 @@ router = APIRouter()
 
 _TASK_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_IDEMPOTENCY_KEY = 255
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"description": text, "content": {"application/problem+json": {}}}
-    for status, text in {
-        401: "Missing, unknown or revoked API key",
-        403: "Knowledge base or domain not allowed for this key",
-        404: "Unknown task (or another tenant's)",
-        413: "Request body too large",
-        422: "Invalid input (`quota_exceeded`: the task alone is over the tenant's pages per day)",
-        429: "Rate limited (`rate_limited`) or a tenant quota used up (`quota_exceeded`)",
-    }.items()
-}
+#: What every authenticated route may answer besides its own: bad key, bad parameters, limits, a backend down.
+AUTHENTICATED = (401, 422, 429, 503)
+TASK_ROUTE = problem_responses(*AUTHENTICATED, 404)
 
 TaskIdPath = Annotated[str, Path(max_length=64, description="The task id returned by POST /scrape")]
 PageLimit = Annotated[int, Query(ge=1, le=1000)]
@@ -64,7 +57,7 @@ async def _public(tasks: TaskStore, task: Task, events: EventLog) -> TaskPublic:
     return task.public(cancel_requested=cancel, deliveries=deliveries)
 
 
-@router.get("/health", tags=["service"])
+@router.get("/health", tags=["service"], responses=problem_responses(503))
 async def health(backends: BackendsDep) -> dict[str, Any]:
     """Liveness and backend reachability (no authentication)."""
     try:
@@ -99,7 +92,7 @@ def idempotency_key_of(request: Request) -> str | None:
     status_code=202,
     response_model=TaskAccepted,
     tags=["tasks"],
-    responses=PROBLEM_RESPONSES,
+    responses=problem_responses(*AUTHENTICATED, 400, 403, 409, 413),
     openapi_extra={"parameters": [IDEMPOTENCY_KEY]},
 )
 async def scrape(body: ScrapeRequest, principal: PrincipalDep, request: Request) -> Response:
@@ -135,13 +128,13 @@ async def accept(body: ScrapeRequest, principal: Principal, request: Request) ->
     return Response(accepted.model_dump_json(), status_code=status, headers=headers, media_type="application/json")
 
 
-@router.get("/tasks/{task_id}", response_model=TaskPublic, tags=["tasks"], responses=PROBLEM_RESPONSES)
+@router.get("/tasks/{task_id}", response_model=TaskPublic, tags=["tasks"], responses=TASK_ROUTE)
 async def get_task(task_id: TaskIdPath, principal: PrincipalDep, tasks: TasksDep, events: EventsDep) -> TaskPublic:
     """Status and progress of one task, and the delivery of its webhook."""
     return await _public(tasks, await load_task(tasks, principal, task_id), events)
 
 
-@router.get("/tasks/{task_id}/pages", response_model=PageList, tags=["tasks"], responses=PROBLEM_RESPONSES)
+@router.get("/tasks/{task_id}/pages", response_model=PageList, tags=["tasks"], responses=TASK_ROUTE)
 async def get_pages(
     task_id: TaskIdPath,
     principal: PrincipalDep,
@@ -157,7 +150,7 @@ async def get_pages(
     return Response(body, media_type="application/json")
 
 
-@router.get("/tasks", response_model=TaskList, tags=["tasks"], responses=PROBLEM_RESPONSES)
+@router.get("/tasks", response_model=TaskList, tags=["tasks"], responses=problem_responses(*AUTHENTICATED, 403))
 async def list_tasks(
     principal: PrincipalDep,
     tasks: TasksDep,
@@ -177,7 +170,7 @@ async def list_tasks(
     return TaskList(tasks=[await _public(tasks, t, events) for t in visible], next_cursor=next_cursor)
 
 
-@router.delete("/tasks/{task_id}", response_model=TaskPublic, tags=["tasks"], responses=PROBLEM_RESPONSES)
+@router.delete("/tasks/{task_id}", response_model=TaskPublic, tags=["tasks"], responses=TASK_ROUTE)
 async def cancel_task(task_id: TaskIdPath, principal: PrincipalDep, tasks: TasksDep) -> JSONResponse:
     """Cancel a task (idempotent): 202 while the crawl stops at its next page boundary, 200 once it has ended."""
     task = await load_task(tasks, principal, task_id)
