@@ -161,6 +161,8 @@ class Task(BaseModel):
     slices: int = 0
     #: While the start page is being tried again: when its first attempt began (epoch s), for its time budget.
     start_page_since: float | None = None
+    #: Times a dead-lettered slice message was sent again (deliveries lost to crashes are not the slice's fault).
+    revivals: int = 0
 
     def public(self, *, cancel_requested: bool = False, deliveries: list[Delivery] | None = None) -> TaskPublic:
         req = self.request

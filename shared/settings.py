@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # --- queue
     queue_visibility_timeout_s: float = Field(default=300.0, gt=0)
     queue_max_retries: int = Field(default=3, ge=0, le=100)
+    #: Times a task's current slice is sent again after its message was dead-lettered (each time with
+    #: `queue_max_retries` more deliveries), before the task fails with `retries_exhausted`.
+    queue_max_revivals: int = Field(default=3, ge=0, le=100)
     queue_retry_base_s: float = Field(default=5.0, ge=0)
     queue_retry_max_s: float = Field(default=3600.0, ge=0, le=43_200)
     #: Name of the dead-letter queue on Cloudflare: its messages fail their tasks instead of running.

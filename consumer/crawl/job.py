@@ -101,20 +101,30 @@ class CrawlHandler:
         return await self._run(task, state, job, attempts)
 
     async def handle_dead_letter(self, body: JsonObject) -> None:
-        """A message that exhausted its retries: its task fails instead of waiting forever."""
+        """A message that exhausted its retries. A slice that already ran is dropped (its follow-up carries the
+        crawl); the current slice is sent again up to `queue_max_revivals` times, as deliveries lost to killed
+        workers count too; after that its task fails instead of waiting forever."""
         try:
             job = CrawlJob.model_validate(body)
         except ValidationError:
             return
         task = await self.store.get(job.tenant_id, job.task_id)
-        if task is not None and task.status not in TERMINAL:
-            task.error = TaskError(code="retries_exhausted", message="the crawl failed repeatedly and was abandoned")
-            await self._finish(task, None, TaskStatus.FAILED)
+        if task is None or task.status in TERMINAL:
+            return
+        state = await self.store.get_state(job.tenant_id, job.task_id)
+        if state is not None and job.slice < state.next_slice:
+            log.info("dead-lettered slice %d of task %s had already run", job.slice, job.task_id)
+            return
+        if task.revivals < self.settings.queue_max_revivals:
+            task.revivals += 1
+            await self.store.save(task)
+            log.warning("slice %d of task %s dead-lettered: sending it again", job.slice, job.task_id)
+            await self.jobs.send(job.model_dump(mode="json"))
+            return
+        task.error = TaskError(code="retries_exhausted", message="the crawl failed repeatedly and was abandoned")
+        await self._finish(task, None, TaskStatus.FAILED)
 
     async def _run(self, task: Task, state: CrawlState, job: CrawlJob, attempts: int) -> Decision:
-        if attempts > 1:
-            # A previous delivery may have stored pages past the checkpoint before it died.
-            await self.store.delete_pages_from(task.tenant_id, task.task_id, state.next_seq)
         if task.status is TaskStatus.QUEUED:
             task.status = TaskStatus.RUNNING
             task.started_at = utcnow()
@@ -160,6 +170,12 @@ class CrawlHandler:
             )
             await self._finish(task, result.state, TaskStatus.FAILED)
             return ACK
+        current = await self.store.get_state(task.tenant_id, task.task_id)
+        if current is not None and current.next_slice > job.slice:
+            # A slow run whose claim lapsed: the delivery that took over already checkpointed this slice (and
+            # maybe more). Saving now would set the crawl back; its follow-up is the other run's to send.
+            log.info("slice %d of task %s was checkpointed by another delivery", job.slice, job.task_id)
+            return ACK
         if result.finished:
             status = TaskStatus.CANCELLED if result.cancelled else TaskStatus.COMPLETED
             await self._finish(task, result.state, status)
@@ -192,7 +208,15 @@ class CrawlHandler:
         # One terminal event per task: if an earlier run of this message already ended the task one way
         # (and died before saving it), that ending stands.
         event = await self.events.emit(task, TERMINAL_EVENT[status], kind="terminal")
-        task.status = EVENT_STATUS[EventType(event.type)]
+        if EVENT_STATUS[EventType(event.type)] is not status:
+            stored = await self.store.get(task.tenant_id, task.task_id)
+            if stored is not None and stored.status in TERMINAL:
+                return  # another delivery ended the task first, and saved it: its record stands whole
+            task.status = EVENT_STATUS[EventType(event.type)]
+        if state is not None:
+            # A delivery that died may have stored pages past where the crawl ended. They are removed only now:
+            # deleting them when a slice is redelivered raced a slow first run that had already checkpointed them.
+            await self.store.delete_pages_from(task.tenant_id, task.task_id, state.next_seq)
         await self.store.save(task)
         # The checkpoint only matters to a running crawl; later deliveries see the terminal status first.
         await self.store.discard_crawl_state(task.tenant_id, task.task_id)

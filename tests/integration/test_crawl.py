@@ -180,13 +180,35 @@ async def test_a_start_url_answering_404_fails_the_task(site: str, backends: Bac
     assert done.error is not None and done.error.code == "http_status"
 
 
-async def test_a_dead_lettered_job_fails_its_task(backends: Backends, handler: JobHandler) -> None:
+async def test_a_dead_lettered_slice_is_sent_again_then_fails_its_task(
+    backends: Backends, handler: JobHandler, crawl_settings: Settings
+) -> None:
+    """Deliveries lost to killed workers dead-letter a slice too: it is sent again a few times, then fails."""
     task = await start(backends, "http://127.0.0.1:9/")
     [message] = await backends.jobs.receive(max_messages=1)
+    for revival in range(1, crawl_settings.queue_max_revivals + 1):
+        await handler.handle_dead_letter(message.body)
+        [message] = await backends.jobs.receive(max_messages=10)
+        assert message.body["slice"] == 0 and message.attempts == 1
+        assert (await finished(backends, task)).revivals == revival
     await handler.handle_dead_letter(message.body)
+    assert await backends.jobs.receive(max_messages=10) == []
     done = await finished(backends, task)
     assert done.status is TaskStatus.FAILED
     assert done.error is not None and done.error.code == "retries_exhausted"
+
+
+async def test_a_dead_lettered_slice_that_already_ran_is_dropped(
+    site: str, backends: Backends, handler: JobHandler
+) -> None:
+    task = await start(backends, f"{site}/index.html", limit=20)
+    [first] = await backends.jobs.receive(max_messages=1)
+    assert (await handler.handle(first.body, message_id=first.id, attempts=1)).ack
+    await backends.jobs.ack(first)
+    await handler.handle_dead_letter(first.body)  # slice 0 ran and checkpointed: its follow-up carries the crawl
+    [follow_up] = await backends.jobs.receive(max_messages=10)
+    assert follow_up.body["slice"] == 1
+    assert (await finished(backends, task)).revivals == 0
 
 
 async def test_a_slice_ahead_of_the_visible_checkpoint_waits_instead_of_being_dropped(

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.settings import Settings
 from shared.stores.accounts import Accounts
 from tests.fixtures.sitegen import generate
 from tests.fixtures.static import serve_directory
@@ -273,9 +274,11 @@ async def test_a_dead_lettered_message_fails_its_task(workers: tuple[Any, Any], 
     )
     task_id = submitted.json()["task_id"]
     [(body, _)] = env.JOBS.sent
-    message = FakeMessage(body, attempts=1)
-    await consumer.Default(None, env).queue(types.SimpleNamespace(queue="scrapeq-jobs-dlq", messages=[message]))
-    assert message.settled == ("ack", {})
+    for sent in range(2, Settings().queue_max_revivals + 3):  # sent again after each dead letter, then failed
+        message = FakeMessage(body, attempts=1)
+        await consumer.Default(None, env).queue(types.SimpleNamespace(queue="scrapeq-jobs-dlq", messages=[message]))
+        assert message.settled == ("ack", {})
+        assert len(env.JOBS.sent) == min(sent, Settings().queue_max_revivals + 1)
     task = (await call(producer, env, "GET", f"/tasks/{task_id}", key)).json()
     assert task["status"] == "failed"
     assert task["error"]["code"] == "retries_exhausted"
