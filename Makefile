@@ -31,8 +31,8 @@ $(BENCH_STAMP): benchmarks/requirements.txt
 run: $(STAMP)
 	$(BIN)/scrapeq dev
 
-## Install what the tests need and run every test.
-test: $(STAMP) $(NODE_STAMP)
+## Install what the tests need, then lint, type-check and run every test (what CI runs).
+test: lint typecheck $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
@@ -42,7 +42,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-check: lint typecheck test
+check: test
 
 ## Benchmarks against peers, side by side (benchmarks/README.md; knobs REPS, PAGES, ONLY). Installs Debian's
 ## nginx and wrk with apt-get if they are missing.

@@ -92,7 +92,13 @@ def idempotency_key_of(request: Request) -> str | None:
     status_code=202,
     response_model=TaskAccepted,
     tags=["tasks"],
-    responses=problem_responses(*AUTHENTICATED, 400, 403, 409, 413),
+    responses={
+        200: {
+            "model": TaskAccepted,
+            "description": "A replay: the task an earlier request with this Idempotency-Key made",
+        },
+        **problem_responses(*AUTHENTICATED, 400, 403, 409, 413),
+    },
     openapi_extra={"parameters": [IDEMPOTENCY_KEY]},
 )
 async def scrape(body: ScrapeRequest, principal: PrincipalDep, request: Request) -> Response:
@@ -170,7 +176,15 @@ async def list_tasks(
     return TaskList(tasks=[await _public(tasks, t, events) for t in visible], next_cursor=next_cursor)
 
 
-@router.delete("/tasks/{task_id}", response_model=TaskPublic, tags=["tasks"], responses=TASK_ROUTE)
+@router.delete(
+    "/tasks/{task_id}",
+    response_model=TaskPublic,
+    tags=["tasks"],
+    responses={
+        202: {"model": TaskPublic, "description": "Cancel requested; the crawl stops at its next page"},
+        **TASK_ROUTE,
+    },
+)
 async def cancel_task(task_id: TaskIdPath, principal: PrincipalDep, tasks: TasksDep) -> JSONResponse:
     """Cancel a task (idempotent): 202 while the crawl stops at its next page boundary, 200 once it has ended."""
     task = await load_task(tasks, principal, task_id)

@@ -24,6 +24,10 @@ def free_port() -> int:
         return port
 
 
+#: Rate limits no single test client reaches (the limits have their own tests).
+GENEROUS_LIMITS = {f"SCRAPEQ_{name}RATE_LIMIT_BURST": "100000" for name in ("", "TENANT_", "IP_")}
+
+
 class Cli:
     """Runs `python -m scrapeq` with one data dir and environment."""
 
@@ -53,6 +57,19 @@ class Cli:
         assert done.returncode == 0, done.stderr
         data: dict[str, object] = json.loads(done.stdout)
         return data
+
+    def new_key(self, name: str, kb: str) -> str:
+        """A new tenant allowed `kb`, and the API key of one of its keys."""
+        tenant = self.json("tenant", "create", name, "--kb", kb)
+        return str(self.json("key", "create", "--tenant", str(tenant["tenant_id"]))["api_key"])
+
+    def start_http(self, command: str, log: Path) -> str:
+        """`scrapeq dev` or `serve` on a free loopback port, once healthy; its base URL."""
+        port = free_port()
+        self.start(command, "--port", str(port), log=log)
+        base = f"http://127.0.0.1:{port}"
+        wait_for_health(base)
+        return base
 
     def start(self, *args: str, log: Path) -> subprocess.Popen[bytes]:
         with log.open("ab") as out:

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Cli, free_port, wait_for_health
+from tests.e2e.conftest import GENEROUS_LIMITS, Cli, free_port, wait_for_health
 from tests.e2e.test_processes import all_pages
 from tests.fixtures.receiver import Receiver, serve_receiver
 from tests.fixtures.sitegen import generate
@@ -68,7 +68,6 @@ def wait_until(what: str, timeout_s: float, check: Any) -> Any:
 def test_crawls_survive_processes_killed_at_random(tmp_path: Path) -> None:
     rng = random.Random(20261206)
     generate(tmp_path / "site", pages=400, seed=11)
-    generous = {f"SCRAPEQ_{name}RATE_LIMIT_BURST": "100000" for name in ("", "TENANT_", "IP_")}
     cli = Cli(
         tmp_path / "data",
         SCRAPEQ_QUEUE_VISIBILITY_TIMEOUT_S="4",
@@ -79,18 +78,17 @@ def test_crawls_survive_processes_killed_at_random(tmp_path: Path) -> None:
         SCRAPEQ_CRAWL_CONCURRENCY="2",
         SCRAPEQ_WEBHOOK_BACKOFF_S="0.2",
         SCRAPEQ_WEBHOOK_MAX_ATTEMPTS="50",
-        **generous,
+        **GENEROUS_LIMITS,
     )
     try:
-        tenant = cli.json("tenant", "create", "chaos", "--kb", "kb_chaos")
-        key = cli.json("key", "create", "--tenant", str(tenant["tenant_id"]))
+        key = cli.new_key("chaos", "kb_chaos")
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         receiver = Receiver()
         with (
             serve_directory(tmp_path / "site", delay_s=0.4) as site,
             serve_receiver(receiver),
-            httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key['api_key']}"}, timeout=10) as client,
+            httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=10) as client,
         ):
             cluster = Cluster(cli, port, tmp_path)
             wait_for_health(base)

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Cli, free_port, wait_for_health
+from tests.e2e.conftest import GENEROUS_LIMITS, Cli
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -40,8 +40,7 @@ def tasks_of(base: str, headers: dict[str, str]) -> list[dict[str, object]]:
 @pytest.mark.parametrize("servers", [1, 2])
 @pytest.mark.parametrize("n", [8, 32])
 def test_racing_duplicates_make_exactly_one_task(tmp_path: Path, servers: int, n: int) -> None:
-    generous = {f"SCRAPEQ_{name}_RATE_LIMIT_BURST": "1000" for name in ("TENANT", "IP")}
-    cli = Cli(tmp_path / "data", SCRAPEQ_RATE_LIMIT_BURST="1000", **generous)
+    cli = Cli(tmp_path / "data", **GENEROUS_LIMITS)
     try:
         run_race(cli, tmp_path, servers, n)
     finally:
@@ -49,16 +48,8 @@ def test_racing_duplicates_make_exactly_one_task(tmp_path: Path, servers: int, n
 
 
 def run_race(cli: Cli, tmp_path: Path, servers: int, n: int) -> None:
-    tenant = cli.json("tenant", "create", "race", "--kb", "kb_race")
-    key = cli.json("key", "create", "--tenant", str(tenant["tenant_id"]))
-    headers = {"Authorization": f"Bearer {key['api_key']}"}
-    bases = []
-    for i in range(servers):
-        port = free_port()
-        cli.start("serve", "--port", str(port), log=tmp_path / f"serve-{i}.log")
-        bases.append(f"http://127.0.0.1:{port}")
-    for base in bases:
-        wait_for_health(base)
+    headers = {"Authorization": f"Bearer {cli.new_key('race', 'kb_race')}"}
+    bases = [cli.start_http("serve", tmp_path / f"serve-{i}.log") for i in range(servers)]
     body = {"url": "http://127.0.0.1:9/", "knowledge_base_id": "kb_race", "limit": 3}
     for round_ in range(3):
         answers = asyncio.run(race(bases, n, {**headers, "Idempotency-Key": f"race-{round_}"}, body))

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.conftest import Cli, free_port, wait_for_health
+from tests.e2e.conftest import Cli
 from tests.fixtures.hostile import HostileSite
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -32,14 +32,10 @@ def test_a_trickling_or_stalled_only_page_ends_the_task_within_its_budget(
 ) -> None:
     cli = Cli(tmp_path / "data", SCRAPEQ_PAGE_BUDGET_S=str(budget_s), **env)
     try:
-        tenant = cli.json("tenant", "create", "budget", "--kb", "kb_b")
-        key = cli.json("key", "create", "--tenant", str(tenant["tenant_id"]))
-        port = free_port()
-        cli.start("dev", "--port", str(port), log=tmp_path / "dev.log")
-        base = f"http://127.0.0.1:{port}"
-        wait_for_health(base)
+        key = cli.new_key("budget", "kb_b")
+        base = cli.start_http("dev", tmp_path / "dev.log")
         with HostileSite() as site, httpx.Client(base_url=base, timeout=10) as client:
-            client.headers["Authorization"] = f"Bearer {key['api_key']}"
+            client.headers["Authorization"] = f"Bearer {key}"
             submitted = {}
             for path in ("/trickle", "/silent"):
                 body = {"url": site.url(path), "knowledge_base_id": "kb_b", "limit": 1}

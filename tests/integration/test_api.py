@@ -228,20 +228,28 @@ async def test_the_same_idempotency_key_and_body_return_the_original_task(
     assert len(await backends.jobs.receive(max_messages=10)) == 1
 
 
+async def reserve_key(
+    backends: Backends, caller: Caller, key: str, *, task_id: str, reserved_at: float
+) -> IdempotencyRecord:
+    """The reservation a request with `key` and the default body makes before it writes its task."""
+    digest = submission.request_hash(ScrapeRequest.model_validate(scrape_body()))
+    held = IdempotencyRecord(task_id=task_id, request_hash=digest, reserved_at=reserved_at)
+    store = TaskStore(backends.kv, backends.reservations)
+    assert await store.reserve_idempotency(caller.tenant.tenant_id, key, held, ttl_s=3600) is None
+    return held
+
+
 async def test_a_duplicate_while_the_original_is_being_written_gets_409_then_the_original(
     api: httpx.AsyncClient, alice: Caller, backends: Backends
 ) -> None:
     """The reservation exists and its task not yet (the original is between its two writes)."""
-    tenant_id = alice.tenant.tenant_id
-    store = TaskStore(backends.kv, backends.reservations)
-    body = ScrapeRequest.model_validate(scrape_body())
-    held = IdempotencyRecord(task_id="f" * 32, request_hash=submission.request_hash(body), reserved_at=time.time())
-    assert await store.reserve_idempotency(tenant_id, "order-44", held, ttl_s=60) is None
+    held = await reserve_key(backends, alice, "order-44", task_id="f" * 32, reserved_at=time.time())
     headers = {**alice.headers, "Idempotency-Key": "order-44"}
     busy = await api.post("/scrape", json=scrape_body(), headers=headers)
     assert_problem(busy, 409, "idempotency_key_in_use")
     assert busy.headers["retry-after"] == "1"
-    await store.create(Task(task_id=held.task_id, tenant_id=tenant_id, request=body))
+    body = ScrapeRequest.model_validate(scrape_body())
+    await TaskStore(backends.kv).create(Task(task_id=held.task_id, tenant_id=alice.tenant.tenant_id, request=body))
     replay = await api.post("/scrape", json=scrape_body(), headers=headers)
     assert (replay.status_code, replay.json()["task_id"]) == (200, held.task_id)
 
@@ -250,12 +258,8 @@ async def test_an_abandoned_reservation_is_taken_over(
     api: httpx.AsyncClient, alice: Caller, backends: Backends
 ) -> None:
     """The original died between reserving the key and writing its task: a retry after a while makes the task."""
-    tenant_id = alice.tenant.tenant_id
-    store = TaskStore(backends.kv, backends.reservations)
-    body = ScrapeRequest.model_validate(scrape_body())
     old = time.time() - submission.ABANDONED_AFTER_S - 5
-    held = IdempotencyRecord(task_id="e" * 32, request_hash=submission.request_hash(body), reserved_at=old)
-    await store.reserve_idempotency(tenant_id, "order-45", held, ttl_s=3600)
+    held = await reserve_key(backends, alice, "order-45", task_id="e" * 32, reserved_at=old)
     headers = {**alice.headers, "Idempotency-Key": "order-45"}
     made = await api.post("/scrape", json=scrape_body(), headers=headers)
     assert made.status_code == 202 and made.json()["task_id"] != held.task_id
