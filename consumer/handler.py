@@ -11,6 +11,7 @@ import httpx
 from consumer.crawl.hostgate import HostGate
 from consumer.crawl.job import CrawlHandler
 from consumer.crawl.robots import FetcherRobots, RobotsCache
+from consumer.crawl.slice import Shutdown
 from consumer.crawl.visit import Visitor
 from consumer.decision import ACK, Decision, retry
 from consumer.fetch.fetcher import Fetcher
@@ -47,9 +48,15 @@ class JobHandler:
 
 
 def make_handler(
-    settings: Settings, backends: Backends[JobQueue], *, client: httpx.AsyncClient, clock: Clock = time.time
+    settings: Settings,
+    backends: Backends[JobQueue],
+    *,
+    client: httpx.AsyncClient,
+    clock: Clock = time.time,
+    shutdown: Shutdown | None = None,
 ) -> JobHandler:
-    """The consumer's object graph over one shared HTTP client; the same locally and in the consumer Worker.
+    """The consumer's object graph over one shared HTTP client; the same locally and in the consumer Worker
+    (which has no `shutdown`: the platform ends an invocation, not a process).
 
     One `HostGate` serves every visit and robots.txt fetch of every task and tenant in this process.
     """
@@ -79,6 +86,7 @@ def make_handler(
         visitor=visitor,
         settings=settings,
         clock=clock,
+        shutdown=shutdown,
     )
     webhooks = WebhookSender(
         events=events, accounts=Accounts(kv), client=client, jobs=jobs, settings=settings, clock=clock

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 from collections.abc import Iterator
 
@@ -47,7 +48,13 @@ def _install_stop(stop: asyncio.Event, server: _Server | None) -> None:
 def _server(settings: Settings, backends: Backends[JobQueue]) -> _Server:
     app = create_app(settings, backends=backends)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        # On SIGTERM: take no connection, finish the requests in flight (up to the grace), then stop.
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
     )
     return _Server(config)
 

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     dead_letter_queue: str = "scrapeq-jobs-dlq"
     #: Slices (messages) one worker process runs at once.
     worker_concurrency: int = Field(default=4, ge=1, le=64)
+    #: On SIGTERM/SIGINT a worker starts no page; pages still in flight after this many seconds are abandoned
+    #: and, with the pages not yet committed, handed back in a checkpoint that another worker continues at once.
+    shutdown_grace_s: float = Field(default=5.0, ge=0, le=600)
 
     # --- webhooks and events
     #: First retry delay; later ones grow 4× each (jittered), capped at 12 h.

@@ -6,7 +6,7 @@ import logging
 
 from pydantic import ValidationError
 
-from consumer.crawl.slice import CrawlSlice, PageHook, SliceResult, initial_state
+from consumer.crawl.slice import CrawlSlice, PageHook, Shutdown, SliceResult, initial_state
 from consumer.crawl.visit import MIN_ATTEMPT_S, Visitor
 from consumer.decision import ACK, Decision, retry
 from shared.models import (
@@ -64,6 +64,7 @@ class CrawlHandler:
         visitor: Visitor,
         settings: Settings,
         clock: Clock,
+        shutdown: Shutdown | None = None,
     ) -> None:
         self.store = store
         self.quotas = quotas
@@ -72,6 +73,7 @@ class CrawlHandler:
         self.visitor = visitor
         self.settings = settings
         self.clock = clock
+        self.shutdown = shutdown
 
     async def handle(self, body: JsonObject, *, message_id: str, attempts: int) -> Decision:
         try:
@@ -146,6 +148,7 @@ class CrawlHandler:
             cancel_requested=cancel_requested,
             on_page=self._page_events(task),
             start_budget_s=self._start_budget_s(task) if state.next_seq == 0 else None,
+            shutdown=self.shutdown,
         )
         result = await crawl.run()
         return await self._conclude(task, result, job, attempts, began=began)

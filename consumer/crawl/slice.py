@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from consumer.crawl.scope import Scope
 from consumer.crawl.visit import Outcome, Visit, Visitor
@@ -25,6 +27,22 @@ PageHook = Callable[[int, Page, Progress], Awaitable[None]]
 """Called after a page is stored, with its sequence number and the progress so far (for page events)."""
 
 
+class Shutdown:
+    """The process is stopping: slices start no page, and hand back what is unfinished when the grace is up."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self._deadline = float("inf")
+
+    def begin(self, grace_s: float) -> None:
+        if not self.requested.is_set():
+            self._deadline = time.monotonic() + grace_s
+            self.requested.set()
+
+    def remaining_s(self) -> float:
+        return max(0.0, self._deadline - time.monotonic())
+
+
 @dataclass(frozen=True)
 class SliceResult:
     state: CrawlState
@@ -33,6 +51,8 @@ class SliceResult:
     cancelled: bool = False
     #: The start URL itself failed or was refused: the task could not run.
     start_failure: Visit | None = None
+    #: Stopped early by a shutdown: pages not committed are back on the frontier for the next slice.
+    handed_back: bool = False
 
 
 class CrawlSlice:
@@ -55,6 +75,7 @@ class CrawlSlice:
         cancel_requested: Callable[[], Awaitable[bool]],
         on_page: PageHook | None = None,
         start_budget_s: float | None = None,
+        shutdown: Shutdown | None = None,
     ) -> None:
         self.task = task
         self.request = task.request
@@ -67,6 +88,7 @@ class CrawlSlice:
         self.on_page = on_page
         #: What is left of the start page's budget when an earlier delivery already tried it.
         self.start_budget_s = start_budget_s
+        self.shutdown = shutdown
         self.frontier = deque(state.frontier)
         self.seen = set(state.seen)
         self.next_seq = state.next_seq
@@ -82,23 +104,33 @@ class CrawlSlice:
     async def run(self) -> SliceResult:
         deadline = self.deadline = self.clock() + self.settings.slice_max_s
         launched = 0
-        cancelled = False
+        cancelled = handed_back = False
+        shutdown = self.shutdown
+        waker = None if shutdown is None else asyncio.ensure_future(shutdown.requested.wait())
         try:
             while True:
                 if not cancelled and await self._cancelled():
                     cancelled = True
-                while not cancelled and self._may_launch(launched, deadline):
+                stopping = shutdown is not None and shutdown.requested.is_set()
+                while not cancelled and not stopping and self._may_launch(launched, deadline):
                     self._launch()
                     launched += 1
                 if not self.window:
                     break
-                failure = await self._commit_ready()
+                if shutdown is not None and stopping and shutdown.remaining_s() <= 0:
+                    self._hand_back()
+                    handed_back = True
+                    break
+                failure = await self._commit_ready(waker)
                 if failure is not None:
                     return SliceResult(self._state(), finished=True, start_failure=failure)
         finally:
             for pending in self.window.values():
                 pending.cancel()
-        return SliceResult(self._state(), finished=cancelled or self._exhausted(), cancelled=cancelled)
+            if waker is not None:
+                waker.cancel()
+        finished = cancelled or self._exhausted()
+        return SliceResult(self._state(), finished=finished, cancelled=cancelled, handed_back=handed_back)
 
     def _may_launch(self, launched: int, deadline: float) -> bool:
         in_flight = sum(1 for t in self.window.values() if not t.done())
@@ -134,12 +166,18 @@ class CrawlSlice:
         visit = self.visitor.visit(entry.url, entry.depth, self.request, not_after=self.deadline, budget_s=budget)
         self.window[seq] = asyncio.ensure_future(visit)
 
-    async def _commit_ready(self) -> Visit | None:
-        """Wait for progress, then commit every finished page at the head of the window, in order."""
+    async def _commit_ready(self, waker: asyncio.Future[Any] | None) -> Visit | None:
+        """Wait for progress (or a shutdown, or the end of its grace), then commit every finished page at the head
+        of the window, in order."""
         head = self.window[self.commit_seq]
         if not head.done():
-            pending = {t for t in self.window.values() if not t.done()}
-            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            pending: set[asyncio.Future[Any]] = {t for t in self.window.values() if not t.done()}
+            timeout = None
+            if waker is not None and not waker.done():
+                pending.add(waker)
+            elif self.shutdown is not None:
+                timeout = self.shutdown.remaining_s()
+            await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         while self.commit_seq in self.window and self.window[self.commit_seq].done():
             seq = self.commit_seq
             visit = _result(self.window.pop(seq), self.entries[seq])
@@ -174,6 +212,14 @@ class CrawlSlice:
         await self.store.put_page(self.task.tenant_id, self.task.task_id, seq, page)
         if self.on_page is not None:
             await self.on_page(seq, page, self.progress.model_copy())
+
+    def _hand_back(self) -> None:
+        """Put the pages launched but not committed back at the head of the frontier, in order: the next slice
+        starts them again under the same sequence numbers."""
+        for seq in sorted(self.window, reverse=True):
+            self.frontier.appendleft(self.entries.pop(seq))
+        log.info("handing back %d unfinished pages of task %s", len(self.window), self.task.task_id)
+        self.next_seq = self.commit_seq
 
     def _discover(self, links: list[str], depth: int) -> None:
         for link in links:

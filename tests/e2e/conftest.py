@@ -8,8 +8,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -101,6 +102,33 @@ def wait_for_health(base: str, timeout_s: float = 20.0) -> None:
             pass
         time.sleep(0.1)
     raise AssertionError(f"{base} did not become healthy")
+
+
+def poll_task(
+    client: httpx.Client, task_id: str, until: Callable[[dict[str, Any]], bool], timeout_s: float = 60.0
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    task: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        answer = client.get(f"/tasks/{task_id}")
+        assert answer.status_code == 200, answer.text
+        task = answer.json()
+        if until(task):
+            return task
+        time.sleep(0.05)
+    raise AssertionError(f"task {task_id} did not reach the expected state: {task}")
+
+
+def all_pages(client: httpx.Client, task_id: str) -> list[dict[str, Any]]:
+    pages: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {"limit": "25", **({"cursor": cursor} if cursor else {})}
+        body = client.get(f"/tasks/{task_id}/pages", params=params).json()
+        pages += body["pages"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            return pages
 
 
 @pytest.fixture

@@ -16,8 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import GENEROUS_LIMITS, Cli, free_port, wait_for_health
-from tests.e2e.test_processes import all_pages
+from tests.e2e.conftest import GENEROUS_LIMITS, Cli, all_pages, free_port, wait_for_health
 from tests.fixtures.receiver import Receiver, serve_receiver
 from tests.fixtures.sitegen import generate
 from tests.fixtures.static import serve_directory

@@ -3,46 +3,18 @@
 from __future__ import annotations
 
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import Cli, free_port, wait_for_health
+from tests.e2e.conftest import Cli, all_pages, free_port, poll_task, wait_for_health
 from tests.fixtures.sitegen import generate
 from tests.fixtures.static import serve_directory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 LIMIT = 60
-
-
-def poll_task(
-    client: httpx.Client, task_id: str, until: Callable[[dict[str, Any]], bool], timeout_s: float = 60.0
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    task: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        task = client.get(f"/tasks/{task_id}").json()
-        if until(task):
-            return task
-        time.sleep(0.05)
-    raise AssertionError(f"task {task_id} did not reach the expected state: {task}")
-
-
-def all_pages(client: httpx.Client, task_id: str) -> list[dict[str, Any]]:
-    pages: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        params = {"limit": "25", **({"cursor": cursor} if cursor else {})}
-        body = client.get(f"/tasks/{task_id}/pages", params=params).json()
-        pages += body["pages"]
-        cursor = body["next_cursor"]
-        if cursor is None:
-            return pages
 
 
 def test_a_worker_killed_mid_crawl_is_replaced_and_the_task_gets_exactly_limit_pages(tmp_path: Path, cli: Cli) -> None:
