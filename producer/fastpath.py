@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from producer import problems, routes
 from producer.deps import authenticate
-from shared.errors import ApiError
+from shared.errors import ApiError, StorageError
 from shared.models import ScrapeRequest
 
 PATH = "/scrape"
@@ -67,4 +67,6 @@ class SubmitFastPath:
             response = problems.api_problem(exc)
         except RequestValidationError as exc:
             response = problems.validation_problem(exc)
+        except StorageError as exc:
+            response = problems.storage_problem(exc)
         await response(scope, replay, send)

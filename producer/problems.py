@@ -10,10 +10,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared.errors import ApiError
+from shared.errors import ApiError, StorageError
 
 log = logging.getLogger(__name__)
 
+#: When to try again after a storage failure (a full or read-only disk, a backend that cannot be reached).
+STORAGE_RETRY_AFTER_S = 5
 PROBLEM_JSON = "application/problem+json"
 
 _TITLES = {
@@ -99,6 +101,23 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     return api_problem(exc)
 
 
+def storage_problem(exc: StorageError) -> JSONResponse:
+    """503 for a storage failure: nothing of the request was committed that a retry would double (idempotency
+    and the order of writes see to that), so retrying is safe. The backend's own message stays in the log."""
+    log.warning("storage unavailable: %s", exc)
+    return problem(
+        503,
+        "storage is unavailable (full, read-only or unreachable); retry after Retry-After",
+        code="storage_unavailable",
+        headers={"Retry-After": str(STORAGE_RETRY_AFTER_S)},
+    )
+
+
+async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StorageError)
+    return storage_problem(exc)
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return validation_problem(exc)
@@ -126,6 +145,7 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(StorageError, _storage_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from producer import submit as submission
 from producer.deps import BackendsDep, EventsDep, Principal, PrincipalDep, TasksDep, services_of
-from producer.problems import problem_responses
+from producer.problems import STORAGE_RETRY_AFTER_S, problem_responses
 from shared.errors import Forbidden, NotFound, ServiceUnavailable, StorageError
 from shared.models import (
     KB_ID_PATTERN,
@@ -29,6 +30,7 @@ from shared.stores.events import EventLog
 from shared.stores.quotas import Quotas
 from shared.stores.tasks import TaskStore
 
+log = logging.getLogger(__name__)
 router = APIRouter()
 
 _TASK_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -63,7 +65,12 @@ async def health(backends: BackendsDep) -> dict[str, Any]:
     try:
         await backends.ping()
     except StorageError as exc:
-        raise ServiceUnavailable(f"backend unreachable: {exc}") from None
+        log.warning("health check failed: %s", exc)
+        raise ServiceUnavailable(
+            f"the {backends.name} backend cannot be written to (full, read-only or unreachable)",
+            headers={"Retry-After": str(STORAGE_RETRY_AFTER_S)},
+            backend=backends.name,
+        ) from None
     return {"status": "ok", "backend": backends.name}
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import itertools
 import logging
 import math
+import time
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -16,6 +20,7 @@ from shared.errors import (
     IdempotencyMismatch,
     QuotaExceeded,
     ServiceUnavailable,
+    StorageError,
     UrlNotAllowed,
 )
 from shared.guard import AddressPolicy, check_host
@@ -162,10 +167,46 @@ async def _create(task: Task, *, tasks: TaskStore, ledger: QuotaLedger, jobs: Jo
         task.status = TaskStatus.FAILED
         task.finished_at = utcnow()
         task.error = TaskError(code="enqueue_failed", message="the job queue did not accept the task")
-        await tasks.save(task)
-        await ledger.release(tenant_id, task.task_id)
+        try:
+            await _abandon(task, tasks, ledger)
+        except StorageError:
+            # The storage failed under both writes (a disk filling up between them): left as it is, the task
+            # would stay `queued` with no job, holding its quota place, for good. Keep trying in the background.
+            _keep_trying(_abandon, task, tasks, ledger)
         raise ServiceUnavailable("the job queue is unavailable; retry later", headers={"Retry-After": "5"}) from exc
     log.debug("task queued", extra={"task_id": task.task_id, "tenant_id": tenant_id})
+
+
+async def _abandon(task: Task, tasks: TaskStore, ledger: QuotaLedger) -> None:
+    await tasks.save(task)
+    await ledger.release(task.tenant_id, task.task_id)
+
+
+#: Background retries of `_abandon` in this process (referenced here, so none is collected while it runs).
+_RETRYING: set[asyncio.Task[None]] = set()
+ABANDON_RETRY_FOR_S = 3600.0
+
+
+def _keep_trying(
+    write: Callable[[Task, TaskStore, QuotaLedger], Awaitable[None]], task: Task, tasks: TaskStore, ledger: QuotaLedger
+) -> None:
+    async def attempts() -> None:
+        deadline = time.monotonic() + ABANDON_RETRY_FOR_S
+        for attempt in itertools.count(1):
+            await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+            try:
+                await write(task, tasks, ledger)
+            except StorageError:
+                if time.monotonic() < deadline:
+                    continue
+                log.error("task %s could not be marked failed; it stays queued", task.task_id)
+                return
+            log.warning("task %s marked failed (enqueue_failed) after %d tries", task.task_id, attempt + 1)
+            return
+
+    retrying = asyncio.get_running_loop().create_task(attempts())
+    _RETRYING.add(retrying)
+    retrying.add_done_callback(_RETRYING.discard)
 
 
 async def _reserve(

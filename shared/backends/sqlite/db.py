@@ -71,6 +71,9 @@ _SCHEMA_V2 = (
     ) WITHOUT ROWID""",
 )
 
+# The one row a health check rewrites: a read would pass on a full or read-only disk.
+_SCHEMA_V3 = ("CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at REAL NOT NULL)",)
+
 
 def _connect(path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     # Autocommit: every statement commits on its own unless we open a transaction with `immediate`.
@@ -137,6 +140,7 @@ def _adopt_active_markers(conn: sqlite3.Connection) -> None:
 _MIGRATIONS: tuple[tuple[int, tuple[str, ...], Callable[[sqlite3.Connection], None] | None], ...] = (
     (1, _SCHEMA_V1, None),
     (2, _SCHEMA_V2, _adopt_active_markers),
+    (3, _SCHEMA_V3, None),
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
@@ -279,8 +283,9 @@ class SqliteClient:
             future.add_done_callback(_log_checkpoint_failure)
 
     async def ping(self) -> None:
-        """Open the database (creating the schema) and run a query; StorageError if that fails."""
-        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+        """Open the database (creating the schema) and commit a small write; StorageError if that fails. A read
+        would pass on a full or read-only disk, where every submit fails."""
+        await self.write("REPLACE INTO health (id, checked_at) VALUES (1, ?)", (self._clock(),))
 
     def _close(self) -> None:
         if self._conn is not None:
