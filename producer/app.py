@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from producer import feeds, problems
+from producer import feeds, knowledge, problems
 from producer.deps import Services
 from producer.fastpath import SubmitFastPath
 from producer.middleware import BodyLimitMiddleware, RateLimitMiddleware, ip_policy
@@ -64,4 +64,5 @@ def create_app(
     problems.install(app)
     app.include_router(router)
     app.include_router(feeds.router)
+    app.include_router(knowledge.router)
     return app

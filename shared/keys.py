@@ -100,6 +100,15 @@ def kb_task_index_prefix(tenant_id: str, kb_id: str) -> str:
     return f"tenant:{tenant_id}:kbtasks:{kb_id}:"
 
 
+def document(tenant_id: str, kb_id: str, url_key: str) -> str:
+    """A knowledge base's latest version of one URL (`url_key`: `urls.url_key` of the normalised URL)."""
+    return f"tenant:{tenant_id}:kb:{kb_id}:doc:{url_key}"
+
+
+def documents_prefix(tenant_id: str, kb_id: str) -> str:
+    return f"tenant:{tenant_id}:kb:{kb_id}:doc:"
+
+
 def task_id_of_index(key: str) -> str:
     return key.rsplit(":", 1)[1]
 

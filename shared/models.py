@@ -134,6 +134,26 @@ class WebhookState(BaseModel):
     deliveries: list[Delivery]
 
 
+class Change(enum.StrEnum):
+    """A page against its knowledge base's previous version of the same URL."""
+
+    NEW = "new"
+    CHANGED = "changed"
+    UNCHANGED = "unchanged"
+    #: The knowledge base held the URL and it now answers 404 or 410.
+    REMOVED = "removed"
+
+
+class ChangeCounts(BaseModel):
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    removed: int = 0
+
+    def count(self, change: Change) -> None:
+        setattr(self, change.value, getattr(self, change.value) + 1)
+
+
 class TaskError(BaseModel):
     code: str
     message: str
@@ -153,6 +173,8 @@ class Task(BaseModel):
     status: TaskStatus = TaskStatus.QUEUED
     request: ScrapeRequest
     progress: Progress = Field(default_factory=Progress)
+    #: Pages by their change against the knowledge base (as of the last checkpoint).
+    changes: ChangeCounts = Field(default_factory=ChangeCounts)
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -176,6 +198,7 @@ class Task(BaseModel):
             knowledge_base_id=req.knowledge_base_id,
             limit=req.limit,
             progress=self.progress,
+            changes=self.changes,
             created_at=self.created_at,
             started_at=self.started_at,
             finished_at=self.finished_at,
@@ -197,6 +220,7 @@ class TaskPublic(BaseModel):
     knowledge_base_id: str
     limit: int
     progress: Progress
+    changes: ChangeCounts
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -245,6 +269,64 @@ class Page(BaseModel):
     content_hash: str | None = None
     fetched_at: datetime = Field(default_factory=utcnow)
     error: PageError | None = None
+    #: Against the knowledge base's previous version of this URL; None for a failure of a URL it never held.
+    change: Change | None = None
+    #: The server answered 304 to a conditional request: the content is the stored version's.
+    not_modified: bool = False
+
+
+class DocumentPublic(Page):
+    """A knowledge base's latest version of one URL as the API shows it (out): its page, and where and when."""
+
+    task_id: str
+    first_seen_at: datetime
+    changed_at: datetime
+    change: Change
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentPublic]
+    next_cursor: str | None
+
+
+class KnowledgeBaseSummary(BaseModel):
+    knowledge_base_id: str
+    documents: int
+    #: Stored size of the documents' latest pages.
+    bytes: int
+    last_crawled_at: datetime | None
+
+
+class KnowledgeBaseList(BaseModel):
+    knowledge_bases: list[KnowledgeBaseSummary]
+
+
+class DocumentVersion(BaseModel):
+    """Where a knowledge base's latest version of one URL is, and what a re-crawl compares against."""
+
+    url: str
+    task_id: str
+    seq: int
+    change: Change
+    content_hash: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    fetched_at: datetime
+    first_seen_at: datetime
+    changed_at: datetime
+
+
+class Document(DocumentVersion):
+    """Stored under `tenant:{id}:kb:{kb}:doc:{url_key}`: the latest version, and the one before the task that
+    wrote it (`previous`), so that a slice run again compares against the same version as its first run."""
+
+    previous: DocumentVersion | None = None
+
+    def base_for(self, task_id: str) -> DocumentVersion | None:
+        """What a page of `task_id` is compared with."""
+        if self.task_id == task_id:
+            return self.previous
+        return DocumentVersion.model_validate(self.model_dump(exclude={"previous"}))
 
 
 class PageList(BaseModel):
@@ -278,3 +360,4 @@ class CrawlState(BaseModel):
     #: Sequence number of the next page taken from the frontier (page keys are `page:{seq}`).
     next_seq: int = 0
     progress: Progress = Field(default_factory=Progress)
+    changes: ChangeCounts = Field(default_factory=ChangeCounts)

@@ -185,6 +185,7 @@ class CrawlHandler:
             return ACK
         await self.store.save_state(task.tenant_id, task.task_id, result.state)
         task.progress = result.state.progress
+        task.changes = result.state.changes
         task.slices = result.state.next_slice
         await self.store.save(task)
         await self.jobs.send(job.model_copy(update={"slice": result.state.next_slice}).model_dump(mode="json"))
@@ -196,7 +197,13 @@ class CrawlHandler:
             return None  # page events are recorded only for tasks that subscribe to them (volume)
 
         async def emit(seq: int, page: Page, progress: Progress) -> None:
-            summary = {"seq": seq, "url": page.url, "status_code": page.status_code, "error": page.error}
+            summary = {
+                "seq": seq,
+                "url": page.url,
+                "status_code": page.status_code,
+                "error": page.error,
+                "change": page.change,
+            }
             snapshot = task.model_copy(update={"progress": progress})
             await self.events.emit(snapshot, EventType.PAGE, kind=f"page-{seq}", page=jsonable(summary))
 
@@ -205,6 +212,7 @@ class CrawlHandler:
     async def _finish(self, task: Task, state: CrawlState | None, status: TaskStatus) -> None:
         if state is not None:
             task.progress = state.progress
+            task.changes = state.changes
             task.slices = state.next_slice
         task.status = status
         task.finished_at = utcnow()

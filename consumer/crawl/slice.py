@@ -12,9 +12,23 @@ from typing import Any
 
 from consumer.crawl.scope import Scope
 from consumer.crawl.visit import Outcome, Visit, Visitor
-from shared.models import CrawlState, FrontierEntry, Page, PageError, Progress, Task
+from shared import keys
+from shared.errors import StorageError
+from shared.models import (
+    Change,
+    CrawlState,
+    Document,
+    DocumentVersion,
+    FrontierEntry,
+    Page,
+    PageError,
+    Progress,
+    Task,
+    utcnow,
+)
 from shared.ports import Clock
 from shared.settings import Settings
+from shared.stores.documents import DocumentStore
 from shared.stores.tasks import TaskStore
 from shared.urls import url_key
 
@@ -22,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: Completed-but-uncommitted pages allowed behind a slow page, as a multiple of the concurrency.
 WINDOW_FACTOR = 4
+#: Answers that say the knowledge base's document is gone.
+GONE_STATUS = frozenset({404, 410})
 
 PageHook = Callable[[int, Page, Progress], Awaitable[None]]
 """Called after a page is stored, with its sequence number and the progress so far (for page events)."""
@@ -93,6 +109,10 @@ class CrawlSlice:
         self.seen = set(state.seen)
         self.next_seq = state.next_seq
         self.progress = state.progress.model_copy()
+        self.changes = state.changes.model_copy()
+        self.documents = DocumentStore(store.kv)
+        #: Per launched page: the knowledge base's version it is compared with (None: a URL it does not hold).
+        self.bases: dict[int, DocumentVersion | None] = {}
         self.slice_no = state.next_slice
         self.window: dict[int, asyncio.Task[Visit]] = {}
         self.entries: dict[int, FrontierEntry] = {}
@@ -163,8 +183,31 @@ class CrawlSlice:
         self.next_seq += 1
         self.entries[seq] = entry
         budget = self.start_budget_s if seq == 0 else None
-        visit = self.visitor.visit(entry.url, entry.depth, self.request, not_after=self.deadline, budget_s=budget)
-        self.window[seq] = asyncio.ensure_future(visit)
+        self.window[seq] = asyncio.ensure_future(self._visit(seq, entry, budget))
+
+    async def _visit(self, seq: int, entry: FrontierEntry, budget: float | None) -> Visit:
+        """Visit `entry`, conditionally when the knowledge base holds its URL; a 304 reuses the stored content."""
+        kb = self.request.knowledge_base_id
+        document = await self.documents.get(self.task.tenant_id, kb, entry.url)
+        base = self.bases[seq] = document.base_for(self.task.task_id) if document else None
+        validators = _validators(base)
+        visit = await self.visitor.visit(
+            entry.url, entry.depth, self.request, not_after=self.deadline, budget_s=budget, validators=validators
+        )
+        if visit.page is None or not visit.page.not_modified or base is None:
+            return visit
+        raw = await self.store.kv.get(keys.page(self.task.tenant_id, base.task_id, base.seq))
+        if raw is None:  # the stored version was erased meanwhile: fetch it whole
+            return await self.visitor.visit(entry.url, entry.depth, self.request, not_after=self.deadline)
+        stored = Page.model_validate_json(raw)
+        page = stored.model_copy(update={"depth": entry.depth, "fetched_at": utcnow(), "not_modified": True})
+        return Visit(
+            Outcome.DONE,
+            page,
+            links=stored.links or [],
+            etag=visit.etag or base.etag,
+            last_modified=visit.last_modified or base.last_modified,
+        )
 
     async def _commit_ready(self, waker: asyncio.Future[Any] | None) -> Visit | None:
         """Wait for progress (or a shutdown, or the end of its grace), then commit every finished page at the head
@@ -189,13 +232,17 @@ class CrawlSlice:
         return None
 
     async def _commit(self, seq: int, entry: FrontierEntry, visit: Visit) -> None:
+        base = self.bases.pop(seq, None)
         if visit.outcome is Outcome.SKIPPED:
             self.progress.pages_skipped += 1
             return
         assert visit.page is not None
         if visit.outcome is Outcome.FAILED:
             self.progress.pages_failed += 1
-            await self._store(seq, visit.page)
+            held = base is not None and base.change is not Change.REMOVED
+            if held and visit.page.status_code in GONE_STATUS:
+                visit.page.change = Change.REMOVED
+            await self._store(seq, visit.page, visit, base)
             return
         final = visit.page.final_url
         if final and final != entry.url:
@@ -205,11 +252,33 @@ class CrawlSlice:
                 return
             self.seen.add(final_key)
         self.progress.pages_done += 1
-        await self._store(seq, visit.page)
+        visit.page.change = _classify(base, visit.page)
+        await self._store(seq, visit.page, visit, base)
         self._discover(visit.links, entry.depth + 1)
 
-    async def _store(self, seq: int, page: Page) -> None:
-        await self.store.put_page(self.task.tenant_id, self.task.task_id, seq, page)
+    async def _store(self, seq: int, page: Page, visit: Visit, base: DocumentVersion | None) -> None:
+        """Store the page, then (for a page with a change) the knowledge base's document pointing at it."""
+        tenant_id, task_id = self.task.tenant_id, self.task.task_id
+        await self.store.put_page(tenant_id, task_id, seq, page)
+        if page.change is not None:
+            self.changes.count(page.change)
+            now = page.fetched_at
+            kept = page.change is Change.UNCHANGED and base is not None
+            document = Document(
+                url=page.url,
+                task_id=task_id,
+                seq=seq,
+                change=page.change,
+                content_hash=page.content_hash,
+                etag=visit.etag,
+                last_modified=visit.last_modified,
+                fetched_at=now,
+                first_seen_at=base.first_seen_at if base is not None and page.change is not Change.NEW else now,
+                changed_at=base.changed_at if kept and base is not None else now,
+                previous=base,
+            )
+            size = len(page.model_dump_json())
+            await self.documents.put(tenant_id, self.request.knowledge_base_id, document, page_bytes=size)
         if self.on_page is not None:
             await self.on_page(seq, page, self.progress.model_copy())
 
@@ -247,13 +316,35 @@ class CrawlSlice:
             seen=sorted(self.seen),
             next_seq=self.next_seq,
             progress=self.progress,
+            changes=self.changes,
         )
+
+
+def _validators(base: DocumentVersion | None) -> dict[str, str] | None:
+    if base is None or base.change is Change.REMOVED:
+        return None
+    headers = {}
+    if base.etag:
+        headers["If-None-Match"] = base.etag
+    if base.last_modified:
+        headers["If-Modified-Since"] = base.last_modified
+    return headers or None
+
+
+def _classify(base: DocumentVersion | None, page: Page) -> Change:
+    if base is None or base.change is Change.REMOVED:
+        return Change.NEW
+    if page.not_modified or (page.content_hash is not None and page.content_hash == base.content_hash):
+        return Change.UNCHANGED
+    return Change.CHANGED
 
 
 def _result(done: asyncio.Task[Visit], entry: FrontierEntry) -> Visit:
     """A finished visit; a bug in a visit fails that page, never the slice."""
     try:
         return done.result()
+    except StorageError:
+        raise  # the slice fails and runs again; the page is not at fault
     except Exception as exc:
         log.exception("visit of %s crashed", entry.url)
         page = Page(url=entry.url, depth=entry.depth, error=PageError(code="internal_error", message=str(exc)))

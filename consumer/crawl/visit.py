@@ -3,6 +3,7 @@ resulting page record (or per-page error)."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import logging
@@ -41,6 +42,9 @@ class Visit:
     links: list[str] = field(default_factory=list)
     #: Whether the failure may go away if the URL is tried again later.
     retryable: bool = False
+    #: The response's validators, for a conditional request the next time.
+    etag: str | None = None
+    last_modified: str | None = None
 
 
 class Visitor:
@@ -73,9 +77,12 @@ class Visitor:
         *,
         not_after: float | None = None,
         budget_s: float | None = None,
+        validators: dict[str, str] | None = None,
     ) -> Visit:
         """`not_after` (a `clock` time): no 429/503 retry is started whose pause would end after it.
-        `budget_s`: the page's time from its first request, every attempt included (default: the visitor's)."""
+        `budget_s`: the page's time from its first request, every attempt included (default: the visitor's).
+        `validators`: conditional-request headers (`If-None-Match`, `If-Modified-Since`); a 304 answer is a
+        `DONE` visit whose page says `not_modified` and carries no content (the caller has it)."""
         rules = await self.robots.rules_for(url)
         if not rules.allowed(url):
             if not rules.unreachable:
@@ -84,17 +91,24 @@ class Visitor:
             return Visit(Outcome.SKIPPED, Page(url=url, depth=depth, error=error), retryable=True)
         self.gate.crawl_delay(url, rules.crawl_delay())
         try:
-            result = await self._fetch(url, not_after, self.budget_s if budget_s is None else budget_s)
+            result = await self._fetch(url, not_after, self.budget_s if budget_s is None else budget_s, validators)
         except FetchError as exc:
             error = PageError(code=exc.code, message=str(exc) or exc.code)
             return Visit(Outcome.FAILED, Page(url=url, depth=depth, error=error), retryable=exc.retryable)
+        if result.status_code == 304 and validators:
+            page = Page(url=url, final_url=result.final_url, status_code=304, depth=depth, not_modified=True)
+            return Visit(Outcome.DONE, page)
         if result.status_code >= 400:
             error = PageError(code="http_status", message=f"HTTP {result.status_code}")
             page = Page(url=url, final_url=result.final_url, status_code=result.status_code, depth=depth, error=error)
             return Visit(Outcome.FAILED, page, retryable=result.status_code in RETRYABLE_STATUS)
-        return self._page(result, depth, request)
+        visit = self._page(result, depth, request)
+        headers = result.headers
+        return dataclasses.replace(visit, etag=headers.get("etag"), last_modified=headers.get("last-modified"))
 
-    async def _fetch(self, url: str, not_after: float | None, budget_s: float) -> FetchResult:
+    async def _fetch(
+        self, url: str, not_after: float | None, budget_s: float, headers: dict[str, str] | None = None
+    ) -> FetchResult:
         """Fetch inside the host's gate; a 429/503 pauses the host, and the page is tried again after it, all
         within `budget_s` from the first request."""
         attempt = 0
@@ -105,7 +119,7 @@ class Visitor:
                 budget_ends = now + budget_s if budget_ends is None else budget_ends
                 if budget_ends - now < MIN_ATTEMPT_S:
                     raise FetchTimeout(f"the page's time budget ({budget_s:.3g} s) is used up")
-                result = await self.fetcher.fetch(url, timeout_s=budget_ends - now)
+                result = await self.fetcher.fetch(url, timeout_s=budget_ends - now, headers=headers)
             attempt += 1
             pause = pause_for(
                 result.status_code,

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Container
+from collections.abc import AsyncIterator, Container, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
@@ -67,11 +67,13 @@ class Fetcher:
         max_redirects: int | None = None,
         truncate_at: int | None = None,
         timeout_s: float | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> FetchResult:
         """Fetch `url`, following at most `max_redirects` hops (default: the setting).
 
         `truncate_at`: keep only that many (inflated) bytes of the body and stop reading, instead of failing
-        with `TooLarge` past the body cap (robots.txt: only the first 500 KiB are parsed anyway).
+        with `TooLarge` past the body cap (robots.txt: only the first 500 KiB are parsed anyway). `headers`: sent
+        to `url` only, not to a redirect's target (conditional-request validators belong to the URL they came from).
         """
         # httpx's timeouts are per network operation; only this deadline stops a slow trickle (httpx#1450).
         # `timeout_s`: what is left of the page's budget, when that is less.
@@ -86,18 +88,18 @@ class Fetcher:
         )
         try:
             async with asyncio.timeout(deadline):
-                return await self._follow(url, limits)
+                return await self._follow(url, limits, headers)
         except TimeoutError:
             raise FetchTimeout(f"page not fetched within {deadline:.3g} s") from None
 
-    async def _follow(self, url: str, limits: BodyLimits) -> FetchResult:
+    async def _follow(self, url: str, limits: BodyLimits, headers: Mapping[str, str] | None) -> FetchResult:
         # Redirects by hand: every hop is re-validated here and address-checked by the client's backend,
         # and nothing (extensions, auth) is carried across hosts as httpx's own following would.
         current = _fetchable(url, what="URL")
         seen = {current}
         redirects = 0
         while True:
-            async with self._response(current) as response:
+            async with self._response(current, headers if redirects == 0 else None) as response:
                 location = response.headers.get("location")
                 if response.status_code not in REDIRECT_STATUSES or not location:
                     return await self._result(url, current, response, redirects, limits)
@@ -110,10 +112,11 @@ class Fetcher:
             redirects += 1
 
     @contextlib.asynccontextmanager
-    async def _response(self, url: str) -> AsyncIterator[httpx.Response]:
+    async def _response(self, url: str, headers: Mapping[str, str] | None = None) -> AsyncIterator[httpx.Response]:
         """One streamed GET; whatever is raised while it is open is translated, and it is always closed."""
         try:
-            response = await self._client.send(self._client.build_request("GET", url), stream=True)
+            request = self._client.build_request("GET", url, headers=dict(headers) if headers else None)
+            response = await self._client.send(request, stream=True)
             try:
                 yield response
             finally:

@@ -1,0 +1,76 @@
+"""Knowledge bases as first-class objects: `GET /knowledge-bases` and the documents of one, the latest version of
+each URL across every task of that knowledge base."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query
+
+from producer.deps import BackendsDep, PrincipalDep
+from producer.problems import problem_responses
+from producer.routes import AUTHENTICATED, CursorQuery, PageLimit
+from shared import urls
+from shared.errors import Forbidden, InvalidInput
+from shared.models import KB_ID_PATTERN, DocumentList, KnowledgeBaseList, KnowledgeBaseSummary
+from shared.stores.documents import DocumentStore
+
+router = APIRouter(tags=["knowledge bases"])
+
+KbPath = Annotated[str, Path(pattern=KB_ID_PATTERN, description="A knowledge base the API key may use")]
+KB_ROUTE = problem_responses(*AUTHENTICATED, 403)
+
+
+@router.get("/knowledge-bases", response_model=KnowledgeBaseList, responses=problem_responses(*AUTHENTICATED))
+async def list_knowledge_bases(principal: PrincipalDep, backends: BackendsDep) -> KnowledgeBaseList:
+    """The knowledge bases this API key may use, with their document count, size and last crawl."""
+    documents = DocumentStore(backends.kv)
+    summaries = []
+    for kb in principal.tenant.knowledge_bases:
+        if principal.key.may_use(principal.tenant, kb):
+            stats = await documents.stats(principal.tenant_id, kb)
+            summaries.append(
+                KnowledgeBaseSummary(
+                    knowledge_base_id=kb,
+                    documents=stats.documents,
+                    bytes=stats.bytes,
+                    last_crawled_at=stats.last_crawled_at,
+                )
+            )
+    return KnowledgeBaseList(knowledge_bases=summaries)
+
+
+@router.get("/knowledge-bases/{kb}/documents", response_model=DocumentList, responses=KB_ROUTE)
+async def list_documents(
+    kb: KbPath,
+    principal: PrincipalDep,
+    backends: BackendsDep,
+    cursor: CursorQuery = None,
+    limit: PageLimit = 50,
+    changed_since: Annotated[datetime | None, Query(description="only documents changed after this time")] = None,
+    url: Annotated[str | None, Query(max_length=urls.MAX_URL_LENGTH, description="only this URL's document")] = None,
+) -> DocumentList:
+    """The latest version of each URL the knowledge base holds (one entry per normalised URL): its page, the
+    task that stored it, when it was first seen and last changed, and its last `change` (`removed`: the URL
+    answered 404 or 410)."""
+    if not principal.key.may_use(principal.tenant, kb):
+        raise Forbidden(f"knowledge base {kb!r} is not allowed for this API key")
+    documents = DocumentStore(backends.kv)
+    if changed_since is not None and changed_since.tzinfo is None:
+        raise InvalidInput("changed_since needs a time zone (e.g. 2026-01-01T00:00:00Z)")
+    if url is not None:
+        try:
+            normal = urls.validate_submitted_url(url)
+        except ValueError as exc:
+            raise InvalidInput(f"url: {exc}") from None
+        document = await documents.get(principal.tenant_id, kb, normal)
+        found = []
+        if document is not None and (changed_since is None or document.changed_at > changed_since):
+            view = await documents.view(principal.tenant_id, document)
+            found = [view] if view is not None else []
+        return DocumentList.model_validate({"documents": found, "next_cursor": None})
+    views, next_cursor = await documents.list_views(
+        principal.tenant_id, kb, cursor=cursor, limit=limit, changed_since=changed_since
+    )
+    return DocumentList.model_validate({"documents": views, "next_cursor": next_cursor})

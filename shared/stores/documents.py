@@ -1,0 +1,103 @@
+"""A knowledge base's documents: the latest version of each URL across every task of the knowledge base.
+
+One key per (knowledge base, normalised URL), `tenant:{id}:kb:{kb}:doc:{url_key}`, holding a `Document`: which
+task's page (`task_id`, `seq`) is the latest version, its content hash and HTTP validators (for conditional
+re-crawls), when it was first seen and last changed, and the version before the task that wrote it. The page
+body itself stays in the task's `page:{seq}` record and is not copied. A document key is written once per crawl
+of its URL (far below Cloudflare's one write per second per key); its list metadata carries the page's size and
+times, so counting a knowledge base reads no values.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared import keys
+from shared.models import Document
+from shared.ports import KeyValueStore, scan
+from shared.stores.tasks import paginate
+from shared.urls import url_key
+
+
+@dataclass(frozen=True)
+class KnowledgeBaseStats:
+    documents: int
+    bytes: int
+    last_crawled_at: datetime | None
+
+
+class DocumentStore:
+    def __init__(self, kv: KeyValueStore) -> None:
+        self.kv = kv
+
+    async def get(self, tenant_id: str, kb_id: str, url: str) -> Document | None:
+        raw = await self.kv.get(keys.document(tenant_id, kb_id, url_key(url)))
+        return Document.model_validate_json(raw) if raw else None
+
+    async def put(self, tenant_id: str, kb_id: str, document: Document, *, page_bytes: int) -> None:
+        metadata = {"bytes": page_bytes, "fetched_at": document.fetched_at.timestamp()}
+        key = keys.document(tenant_id, kb_id, url_key(document.url))
+        await self.kv.put(key, document.model_dump_json(), metadata=metadata)
+
+    async def stats(self, tenant_id: str, kb_id: str) -> KnowledgeBaseStats:
+        count = size = 0
+        latest: float | None = None
+        async for info in scan(self.kv, keys.documents_prefix(tenant_id, kb_id)):
+            count += 1
+            meta = info.metadata or {}
+            size += int(meta.get("bytes", 0) or 0)
+            fetched = meta.get("fetched_at")
+            if isinstance(fetched, int | float):
+                latest = fetched if latest is None else max(latest, fetched)
+        last = datetime.fromtimestamp(latest, UTC) if latest is not None else None
+        return KnowledgeBaseStats(documents=count, bytes=size, last_crawled_at=last)
+
+    async def page_json(self, tenant_id: str, document: Document) -> str | None:
+        """The stored page of the document's latest version."""
+        return await self.kv.get(keys.page(tenant_id, document.task_id, document.seq))
+
+    async def view(self, tenant_id: str, document: Document) -> dict[str, Any] | None:
+        """The document as the API shows it: its page's fields, then where and when it was seen."""
+        raw = await self.page_json(tenant_id, document)
+        if raw is None:
+            return None  # its task was erased meanwhile
+        page: dict[str, Any] = json.loads(raw)
+        page.pop("not_modified", None)
+        return {
+            **page,
+            "url": document.url,
+            "task_id": document.task_id,
+            "first_seen_at": document.first_seen_at.isoformat().replace("+00:00", "Z"),
+            "changed_at": document.changed_at.isoformat().replace("+00:00", "Z"),
+            "change": document.change.value,
+        }
+
+    async def list_views(
+        self,
+        tenant_id: str,
+        kb_id: str,
+        *,
+        cursor: str | None,
+        limit: int,
+        changed_since: datetime | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        async def load(key: str) -> dict[str, Any] | None:
+            raw = await self.kv.get(key)
+            if raw is None:
+                return None
+            document = Document.model_validate_json(raw)
+            if changed_since is not None and document.changed_at <= changed_since:
+                return None
+            return await self.view(tenant_id, document)
+
+        return await paginate(
+            self.kv,
+            keys.documents_prefix(tenant_id, kb_id),
+            load,
+            cursor=cursor,
+            limit=limit,
+            size=lambda view: len(json.dumps(view)),
+        )
