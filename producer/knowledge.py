@@ -3,10 +3,13 @@ each URL across every task of that knowledge base."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from fastapi.responses import StreamingResponse
 
 from producer.deps import BackendsDep, PrincipalDep
 from producer.problems import problem_responses
@@ -74,3 +77,32 @@ async def list_documents(
         principal.tenant_id, kb, cursor=cursor, limit=limit, changed_since=changed_since
     )
     return DocumentList.model_validate({"documents": views, "next_cursor": next_cursor})
+
+
+NDJSON = "application/x-ndjson"
+
+
+@router.get(
+    "/knowledge-bases/{kb}/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "One document per line, as in `documents` (JSON lines)",
+            "content": {NDJSON: {"schema": {"type": "string"}}},
+        },
+        **KB_ROUTE,
+    },
+)
+async def export_documents(kb: KbPath, principal: PrincipalDep, backends: BackendsDep) -> StreamingResponse:
+    """Every document of the knowledge base as JSON lines, streamed (no page size limit)."""
+    if not principal.key.may_use(principal.tenant, kb):
+        raise Forbidden(f"knowledge base {kb!r} is not allowed for this API key")
+    documents = DocumentStore(backends.kv)
+    tenant_id = principal.tenant_id
+
+    async def lines() -> AsyncIterator[bytes]:
+        async for view in documents.export(tenant_id, kb):
+            yield json.dumps(view, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+
+    headers = {"Content-Disposition": f'attachment; filename="{kb}.ndjson"'}
+    return StreamingResponse(lines(), media_type=NDJSON, headers=headers)

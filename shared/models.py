@@ -83,6 +83,8 @@ class ScrapeRequest(BaseModel):
     )
     #: Drop navigation, header, footer and aside (or keep only <main>/<article>) in markdown and text.
     only_main_content: bool = True
+    #: Seconds: a URL this knowledge base fetched less long ago is served from the store, with no request at all.
+    max_age: int = Field(default=0, ge=0, le=365 * 86400)
     webhook: WebhookConfig | None = None
 
     @field_validator("url")
@@ -273,6 +275,8 @@ class Page(BaseModel):
     change: Change | None = None
     #: The server answered 304 to a conditional request: the content is the stored version's.
     not_modified: bool = False
+    #: Served from the knowledge base's store under the request's `max_age`: no request was made.
+    cached: bool = False
 
 
 class DocumentPublic(Page):

@@ -190,23 +190,53 @@ class CrawlSlice:
         kb = self.request.knowledge_base_id
         document = await self.documents.get(self.task.tenant_id, kb, entry.url)
         base = self.bases[seq] = document.base_for(self.task.task_id) if document else None
+        if base is not None and self._fresh(base):
+            cached = await self._stored(base, entry, cached=True)
+            if cached is not None:
+                return cached
         validators = _validators(base)
         visit = await self.visitor.visit(
             entry.url, entry.depth, self.request, not_after=self.deadline, budget_s=budget, validators=validators
         )
         if visit.page is None or not visit.page.not_modified or base is None:
             return visit
-        raw = await self.store.kv.get(keys.page(self.task.tenant_id, base.task_id, base.seq))
-        if raw is None:  # the stored version was erased meanwhile: fetch it whole
+        reused = await self._stored(base, entry, etag=visit.etag, last_modified=visit.last_modified)
+        if reused is None:  # the stored version was erased meanwhile: fetch it whole
             return await self.visitor.visit(entry.url, entry.depth, self.request, not_after=self.deadline)
+        return reused
+
+    def _fresh(self, base: DocumentVersion) -> bool:
+        max_age = self.request.max_age
+        if not max_age or base.change is Change.REMOVED:
+            return False
+        return (utcnow() - base.fetched_at).total_seconds() < max_age
+
+    async def _stored(
+        self,
+        base: DocumentVersion,
+        entry: FrontierEntry,
+        *,
+        cached: bool = False,
+        etag: str | None = None,
+        last_modified: str | None = None,
+    ) -> Visit | None:
+        """The knowledge base's stored version as this task's page: after a 304, or fresh enough (`cached`)."""
+        raw = await self.store.kv.get(keys.page(self.task.tenant_id, base.task_id, base.seq))
+        if raw is None:
+            return None
         stored = Page.model_validate_json(raw)
-        page = stored.model_copy(update={"depth": entry.depth, "fetched_at": utcnow(), "not_modified": True})
+        if stored.error is not None:
+            return None
+        update: dict[str, Any] = {"depth": entry.depth, "cached": cached, "not_modified": not cached}
+        if not cached:
+            update["fetched_at"] = utcnow()
+        page = stored.model_copy(update=update)
         return Visit(
             Outcome.DONE,
             page,
             links=stored.links or [],
-            etag=visit.etag or base.etag,
-            last_modified=visit.last_modified or base.last_modified,
+            etag=etag or base.etag,
+            last_modified=last_modified or base.last_modified,
         )
 
     async def _commit_ready(self, waker: asyncio.Future[Any] | None) -> Visit | None:
@@ -334,7 +364,7 @@ def _validators(base: DocumentVersion | None) -> dict[str, str] | None:
 def _classify(base: DocumentVersion | None, page: Page) -> Change:
     if base is None or base.change is Change.REMOVED:
         return Change.NEW
-    if page.not_modified or (page.content_hash is not None and page.content_hash == base.content_hash):
+    if page.not_modified or page.cached or (page.content_hash is not None and page.content_hash == base.content_hash):
         return Change.UNCHANGED
     return Change.CHANGED
 

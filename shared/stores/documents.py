@@ -11,6 +11,7 @@ times, so counting a knowledge base reads no values.
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -65,7 +66,6 @@ class DocumentStore:
         if raw is None:
             return None  # its task was erased meanwhile
         page: dict[str, Any] = json.loads(raw)
-        page.pop("not_modified", None)
         return {
             **page,
             "url": document.url,
@@ -74,6 +74,15 @@ class DocumentStore:
             "changed_at": document.changed_at.isoformat().replace("+00:00", "Z"),
             "change": document.change.value,
         }
+
+    async def export(self, tenant_id: str, kb_id: str) -> AsyncIterator[dict[str, Any]]:
+        """Every document's view, in key order."""
+        async for info in scan(self.kv, keys.documents_prefix(tenant_id, kb_id)):
+            raw = await self.kv.get(info.name)
+            if raw is not None:
+                view = await self.view(tenant_id, Document.model_validate_json(raw))
+                if view is not None:
+                    yield view
 
     async def list_views(
         self,

@@ -4,6 +4,7 @@ asks conditionally (304s reuse the stored content), and the documents list each 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -57,8 +58,10 @@ async def carol(backends: Backends) -> Caller:
     return await new_caller(backends, "carol", [KB, "kb_other"])
 
 
-async def crawl(backends: Backends, handler: JobHandler, caller: Caller, url: str, kb: str = KB) -> Task:
-    request = ScrapeRequest.model_validate({"url": url, "knowledge_base_id": kb, "limit": 50})
+async def crawl(
+    backends: Backends, handler: JobHandler, caller: Caller, url: str, kb: str = KB, **fields: object
+) -> Task:
+    request = ScrapeRequest.model_validate({"url": url, "knowledge_base_id": kb, "limit": 50, **fields})
     task = Task(task_id=uuid.uuid4().hex, tenant_id=caller.tenant.tenant_id, request=request)
     tasks = TaskStore(backends.kv)
     await tasks.create(task)
@@ -164,6 +167,12 @@ async def test_a_second_crawl_reports_exactly_what_changed_and_asks_conditionall
         "/gone.html",
     }
 
+    export = await api.get(f"/knowledge-bases/{KB}/export", headers=carol.headers)
+    assert export.status_code == 200
+    assert export.headers["content-type"].startswith("application/x-ndjson")
+    exported = [json.loads(line) for line in export.text.splitlines()]
+    assert sorted(exported, key=lambda d: d["url"]) == sorted(documents, key=lambda d: d["url"])
+
     listed = await api.get("/knowledge-bases", headers=carol.headers)
     assert listed.status_code == 200
     summaries = {kb["knowledge_base_id"]: kb for kb in listed.json()["knowledge_bases"]}
@@ -242,3 +251,27 @@ async def test_a_slice_run_again_reports_the_same_changes(
         "/a.html": "unchanged",
         "/b.html": "changed",
     }
+
+
+async def test_max_age_serves_fresh_documents_from_the_store_with_no_request(
+    site: VersionedSite, backends: Backends, handler: JobHandler, carol: Caller
+) -> None:
+    site.pages = {
+        "/index.html": Version(html("Home", "v1", ["/a.html", "/b.html"])),
+        "/a.html": Version(html("A", "a"), etag='"a"'),
+        "/b.html": Version(html("B", "b")),
+    }
+    first = await crawl(backends, handler, carol, site.url("/index.html"))
+    site.reset_counts()
+    cached = await crawl(backends, handler, carol, site.url("/index.html"), max_age=3600)
+    assert sum(site.requests.values()) == 0
+    pages = await pages_by_path(backends, cached, site)
+    assert {page["cached"] for page in pages.values()} == {True}
+    assert cached.changes.model_dump() == {"new": 0, "changed": 0, "unchanged": 3, "removed": 0}
+    before = await pages_by_path(backends, first, site)
+    assert {p: page["markdown"] for p, page in pages.items()} == {p: page["markdown"] for p, page in before.items()}
+    # max_age counts from the real fetch: once it has passed, the pages are requested again.
+    await asyncio.sleep(1.1)
+    again = await crawl(backends, handler, carol, site.url("/index.html"), max_age=1)
+    assert site.requests["/index.html"] == 1 and site.not_modified["/a.html"] == 1
+    assert {page["cached"] for page in (await pages_by_path(backends, again, site)).values()} == {False}
