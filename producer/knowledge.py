@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from producer.deps import BackendsDep, PrincipalDep
 from producer.problems import problem_responses
@@ -17,7 +18,9 @@ from producer.routes import AUTHENTICATED, CursorQuery, PageLimit
 from shared import urls
 from shared.errors import Forbidden, InvalidInput
 from shared.models import KB_ID_PATTERN, DocumentList, KnowledgeBaseList, KnowledgeBaseSummary
+from shared.stores.accounts import Accounts
 from shared.stores.documents import DocumentStore
+from shared.stores.erasure import Eraser
 
 router = APIRouter(tags=["knowledge bases"])
 
@@ -63,11 +66,7 @@ async def list_documents(
     if changed_since is not None and changed_since.tzinfo is None:
         raise InvalidInput("changed_since needs a time zone (e.g. 2026-01-01T00:00:00Z)")
     if url is not None:
-        try:
-            normal = urls.validate_submitted_url(url)
-        except ValueError as exc:
-            raise InvalidInput(f"url: {exc}") from None
-        document = await documents.get(principal.tenant_id, kb, normal)
+        document = await documents.get(principal.tenant_id, kb, _normal_url(url))
         found = []
         if document is not None and (changed_since is None or document.changed_at > changed_since):
             view = await documents.view(principal.tenant_id, document)
@@ -106,3 +105,58 @@ async def export_documents(kb: KbPath, principal: PrincipalDep, backends: Backen
 
     headers = {"Content-Disposition": f'attachment; filename="{kb}.ndjson"'}
     return StreamingResponse(lines(), media_type=NDJSON, headers=headers)
+
+
+class Erasure(BaseModel):
+    """What an erasure deleted (out)."""
+
+    knowledge_base_id: str
+    url: str | None = None
+    tasks: int
+    pages: int
+    documents: int
+    events: int
+    idempotency_keys: int
+    keys: int
+
+
+@router.delete("/knowledge-bases/{kb}", response_model=Erasure, responses=KB_ROUTE)
+async def erase_knowledge_base(kb: KbPath, principal: PrincipalDep, backends: BackendsDep) -> Erasure:
+    """Erase everything of the knowledge base (GDPR/LGPD): its tasks, pages, documents, events and
+    Idempotency-Keys. A crawl of it still running stops at its next page and purges what it stored. Idempotent;
+    recorded in the tenant's audit log (which key, when, how much)."""
+    if not principal.key.may_use(principal.tenant, kb):
+        raise Forbidden(f"knowledge base {kb!r} is not allowed for this API key")
+    report = await Eraser(backends.kv).erase_knowledge_base(principal.tenant_id, kb)
+    detail = {"knowledge_base_id": kb, **report.counts()}
+    await Accounts(backends.kv).audit(
+        principal.tenant_id, "knowledge_base.erased", key_id=principal.key.key_id, detail=detail
+    )
+    return Erasure(knowledge_base_id=kb, **report.counts())
+
+
+@router.delete("/knowledge-bases/{kb}/documents", response_model=Erasure, responses=KB_ROUTE)
+async def erase_document(
+    kb: KbPath,
+    principal: PrincipalDep,
+    backends: BackendsDep,
+    url: Annotated[str, Query(max_length=urls.MAX_URL_LENGTH, description="the document's URL")],
+) -> Erasure:
+    """Erase one document: its entry and every stored version of that URL in the knowledge base's tasks.
+    Idempotent; recorded in the audit log."""
+    if not principal.key.may_use(principal.tenant, kb):
+        raise Forbidden(f"knowledge base {kb!r} is not allowed for this API key")
+    normal = _normal_url(url)
+    report = await Eraser(backends.kv).erase_document(principal.tenant_id, kb, normal)
+    detail = {"knowledge_base_id": kb, "url": normal, **report.counts()}
+    await Accounts(backends.kv).audit(
+        principal.tenant_id, "document.erased", key_id=principal.key.key_id, detail=detail
+    )
+    return Erasure(knowledge_base_id=kb, url=normal, **report.counts())
+
+
+def _normal_url(url: str) -> str:
+    try:
+        return urls.validate_submitted_url(url)
+    except ValueError as exc:
+        raise InvalidInput(f"url: {exc}") from None

@@ -143,6 +143,10 @@ def idempotency(tenant_id: str, idempotency_key: str) -> str:
     return f"tenant:{tenant_id}:idem:{digest}"
 
 
+def idempotency_prefix(tenant_id: str) -> str:
+    return f"tenant:{tenant_id}:idem:"
+
+
 def event(tenant_id: str, event_id: str) -> str:
     return f"tenant:{tenant_id}:event:{event_id}"
 

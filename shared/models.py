@@ -318,6 +318,9 @@ class DocumentVersion(BaseModel):
     fetched_at: datetime
     first_seen_at: datetime
     changed_at: datetime
+    #: What the stored page holds: a re-crawl reuses it (after a 304, or under `max_age`) only for the same.
+    formats: list[Format] = Field(default_factory=list)
+    only_main_content: bool = True
 
 
 class Document(DocumentVersion):

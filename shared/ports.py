@@ -51,6 +51,11 @@ class KeyValueStore(Protocol):
 
     async def list(self, *, prefix: str = "", limit: int = MAX_LIST_LIMIT, cursor: str | None = None) -> ListResult: ...
 
+    async def scrub(self) -> None:
+        """After an erasure: leave nothing of deleted values recoverable from this store's own files (SQLite: its
+        freed pages are zeroed as they are freed; this empties the WAL). Nothing to do where storage is managed."""
+        ...
+
 
 class Reservations(Protocol):
     """First writer wins on a key: exact where the backend can compare and set (SQLite, memory), best effort

@@ -24,6 +24,7 @@ from shared.models import (
 from shared.ports import Clock, JobQueue, JsonObject
 from shared.retry import backoff_s
 from shared.settings import Settings
+from shared.stores.erasure import Eraser
 from shared.stores.events import EventLog
 from shared.stores.quotas import QuotaLedger
 from shared.stores.tasks import Claim, TaskStore
@@ -135,7 +136,9 @@ class CrawlHandler:
         await self.events.emit(task, EventType.STARTED, kind="started")
 
         async def cancel_requested() -> bool:
-            return await self.store.cancel_requested(task.tenant_id, task.task_id)
+            if await self.store.cancel_requested(task.tenant_id, task.task_id):
+                return True
+            return await self.store.get(task.tenant_id, task.task_id) is None  # its knowledge base was erased
 
         began = self.clock()
         crawl = CrawlSlice(
@@ -156,6 +159,9 @@ class CrawlHandler:
     async def _conclude(
         self, task: Task, result: SliceResult, job: CrawlJob, attempts: int, *, began: float
     ) -> Decision:
+        if await self.store.get(task.tenant_id, task.task_id) is None:
+            await self._purge_erased(task)
+            return ACK
         if result.start_failure is not None:
             failure = result.start_failure
             delay = self._backoff(attempts)
@@ -190,6 +196,20 @@ class CrawlHandler:
         await self.store.save(task)
         await self.jobs.send(job.model_copy(update={"slice": result.state.next_slice}).model_dump(mode="json"))
         return ACK
+
+    async def _purge_erased(self, task: Task) -> None:
+        """The task's knowledge base was erased while this slice ran: delete what the slice stored since."""
+        eraser = Eraser(self.store.kv)
+        report = await eraser.erase_task(task.tenant_id, task.task_id)
+        documents = await eraser.purge_documents_of(task.tenant_id, task.request.knowledge_base_id, task.task_id)
+        await self.quotas.release(task.tenant_id, task.task_id)
+        await self.store.kv.scrub()
+        log.info(
+            "task erased while it ran: purged %d keys and %d documents",
+            report.keys,
+            documents,
+            extra={"task_id": task.task_id, "tenant_id": task.tenant_id},
+        )
 
     def _page_events(self, task: Task) -> PageHook | None:
         webhook = task.request.webhook

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from consumer.crawl import versions
 from consumer.crawl.scope import Scope
 from consumer.crawl.visit import Outcome, Visit, Visitor
 from shared import keys
@@ -24,7 +25,6 @@ from shared.models import (
     PageError,
     Progress,
     Task,
-    utcnow,
 )
 from shared.ports import Clock
 from shared.settings import Settings
@@ -130,7 +130,10 @@ class CrawlSlice:
         try:
             while True:
                 if not cancelled and await self._cancelled():
+                    # Pages in flight or waiting for their host are abandoned (cancelled below): a cancelled or
+                    # erased task makes no request more than those already on the wire.
                     cancelled = True
+                    break
                 stopping = shutdown is not None and shutdown.requested.is_set()
                 while not cancelled and not stopping and self._may_launch(launched, deadline):
                     self._launch()
@@ -186,58 +189,36 @@ class CrawlSlice:
         self.window[seq] = asyncio.ensure_future(self._visit(seq, entry, budget))
 
     async def _visit(self, seq: int, entry: FrontierEntry, budget: float | None) -> Visit:
-        """Visit `entry`, conditionally when the knowledge base holds its URL; a 304 reuses the stored content."""
-        kb = self.request.knowledge_base_id
-        document = await self.documents.get(self.task.tenant_id, kb, entry.url)
+        """Visit `entry`: conditionally when the knowledge base holds a version this crawl could reuse (a 304 then
+        reuses it), or not at all when that version is younger than `max_age`."""
+        request = self.request
+        document = await self.documents.get(self.task.tenant_id, request.knowledge_base_id, entry.url)
         base = self.bases[seq] = document.base_for(self.task.task_id) if document else None
-        if base is not None and self._fresh(base):
-            cached = await self._stored(base, entry, cached=True)
-            if cached is not None:
-                return cached
-        validators = _validators(base)
+        stored = await self._stored_page(base) if versions.reusable(base, request, entry.depth) else None
+        if stored is not None and base is not None and versions.fresh(base, request):
+            page = versions.as_this_crawl(stored, request, entry.depth, cached=True)
+            return Visit(Outcome.DONE, page, links=stored.links or [], etag=base.etag, last_modified=base.last_modified)
+        headers = versions.validators(base) if stored is not None and base is not None else None
         visit = await self.visitor.visit(
-            entry.url, entry.depth, self.request, not_after=self.deadline, budget_s=budget, validators=validators
+            entry.url, entry.depth, request, not_after=self.deadline, budget_s=budget, validators=headers
         )
-        if visit.page is None or not visit.page.not_modified or base is None:
+        if stored is None or base is None or visit.page is None or not visit.page.not_modified:
             return visit
-        reused = await self._stored(base, entry, etag=visit.etag, last_modified=visit.last_modified)
-        if reused is None:  # the stored version was erased meanwhile: fetch it whole
-            return await self.visitor.visit(entry.url, entry.depth, self.request, not_after=self.deadline)
-        return reused
-
-    def _fresh(self, base: DocumentVersion) -> bool:
-        max_age = self.request.max_age
-        if not max_age or base.change is Change.REMOVED:
-            return False
-        return (utcnow() - base.fetched_at).total_seconds() < max_age
-
-    async def _stored(
-        self,
-        base: DocumentVersion,
-        entry: FrontierEntry,
-        *,
-        cached: bool = False,
-        etag: str | None = None,
-        last_modified: str | None = None,
-    ) -> Visit | None:
-        """The knowledge base's stored version as this task's page: after a 304, or fresh enough (`cached`)."""
-        raw = await self.store.kv.get(keys.page(self.task.tenant_id, base.task_id, base.seq))
-        if raw is None:
-            return None
-        stored = Page.model_validate_json(raw)
-        if stored.error is not None:
-            return None
-        update: dict[str, Any] = {"depth": entry.depth, "cached": cached, "not_modified": not cached}
-        if not cached:
-            update["fetched_at"] = utcnow()
-        page = stored.model_copy(update=update)
+        page = versions.as_this_crawl(stored, request, entry.depth, cached=False)
         return Visit(
             Outcome.DONE,
             page,
             links=stored.links or [],
-            etag=etag or base.etag,
-            last_modified=last_modified or base.last_modified,
+            etag=visit.etag or base.etag,
+            last_modified=visit.last_modified or base.last_modified,
         )
+
+    async def _stored_page(self, base: DocumentVersion | None) -> Page | None:
+        if base is None:
+            return None
+        raw = await self.store.kv.get(keys.page(self.task.tenant_id, base.task_id, base.seq))
+        stored = Page.model_validate_json(raw) if raw else None
+        return stored if stored is not None and stored.error is None else None
 
     async def _commit_ready(self, waker: asyncio.Future[Any] | None) -> Visit | None:
         """Wait for progress (or a shutdown, or the end of its grace), then commit every finished page at the head
@@ -282,7 +263,7 @@ class CrawlSlice:
                 return
             self.seen.add(final_key)
         self.progress.pages_done += 1
-        visit.page.change = _classify(base, visit.page)
+        visit.page.change = versions.classify(base, visit.page)
         await self._store(seq, visit.page, visit, base)
         self._discover(visit.links, entry.depth + 1)
 
@@ -305,6 +286,8 @@ class CrawlSlice:
                 fetched_at=now,
                 first_seen_at=base.first_seen_at if base is not None and page.change is not Change.NEW else now,
                 changed_at=base.changed_at if kept and base is not None else now,
+                formats=self.request.formats,
+                only_main_content=self.request.only_main_content,
                 previous=base,
             )
             size = len(page.model_dump_json())
@@ -348,25 +331,6 @@ class CrawlSlice:
             progress=self.progress,
             changes=self.changes,
         )
-
-
-def _validators(base: DocumentVersion | None) -> dict[str, str] | None:
-    if base is None or base.change is Change.REMOVED:
-        return None
-    headers = {}
-    if base.etag:
-        headers["If-None-Match"] = base.etag
-    if base.last_modified:
-        headers["If-Modified-Since"] = base.last_modified
-    return headers or None
-
-
-def _classify(base: DocumentVersion | None, page: Page) -> Change:
-    if base is None or base.change is Change.REMOVED:
-        return Change.NEW
-    if page.not_modified or page.cached or (page.content_hash is not None and page.content_hash == base.content_hash):
-        return Change.UNCHANGED
-    return Change.CHANGED
 
 
 def _result(done: asyncio.Task[Visit], entry: FrontierEntry) -> Visit:

@@ -64,6 +64,9 @@ class WranglerKV:
         _check_key(key)
         await self._run("delete", key)
 
+    async def scrub(self) -> None:
+        """Workers KV drops deleted values itself."""
+
     async def list(self, *, prefix: str = "", limit: int = MAX_LIST_LIMIT, cursor: str | None = None) -> ListResult:
         """One page. wrangler lists the whole prefix at once (ordered by key); the cursor is the last key returned."""
         check_list_limit(limit)

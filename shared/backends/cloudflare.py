@@ -111,6 +111,9 @@ class CloudflareKV:
         check_key(key)
         await _call("KV delete", self._binding.delete, key)
 
+    async def scrub(self) -> None:
+        """Workers KV drops deleted values itself (within its propagation window)."""
+
     async def list(self, *, prefix: str = "", limit: int = MAX_LIST_LIMIT, cursor: str | None = None) -> ListResult:
         check_list_limit(limit)
         options: JsonObject = {"limit": limit}

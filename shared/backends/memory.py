@@ -78,6 +78,9 @@ class MemoryKV:
         check_key(key)
         self._remove(key)
 
+    async def scrub(self) -> None:
+        """Deleted values are gone with their dict entries."""
+
     # --- Reservations: exact, as nothing here awaits between the check and the write
     async def reserve(self, key: str, value: str, *, ttl_s: float) -> str | None:
         held = await self.get(key)

@@ -1,12 +1,5 @@
-"""A knowledge base's documents: the latest version of each URL across every task of the knowledge base.
-
-One key per (knowledge base, normalised URL), `tenant:{id}:kb:{kb}:doc:{url_key}`, holding a `Document`: which
-task's page (`task_id`, `seq`) is the latest version, its content hash and HTTP validators (for conditional
-re-crawls), when it was first seen and last changed, and the version before the task that wrote it. The page
-body itself stays in the task's `page:{seq}` record and is not copied. A document key is written once per crawl
-of its URL (far below Cloudflare's one write per second per key); its list metadata carries the page's size and
-times, so counting a knowledge base reads no values.
-"""
+"""A knowledge base's documents: per normalised URL, which task's page is its latest version, with the hash and
+validators a re-crawl compares against (key layout in the README)."""
 
 from __future__ import annotations
 

@@ -65,7 +65,7 @@ async def test_the_wal_is_checkpointed_on_the_thread(
     empty = database.stat().st_size
     for n in range(40):
         await kv.put(f"k{n}", "x" * 4000)  # one commit each
-    await kv.ping()  # runs on the thread after the checkpoints it was given
+    await kv._run(lambda conn: conn.execute("SELECT 1").fetchone())  # on the thread, after the checkpoints it was given
     assert kv._inline is not None
     assert kv._inline.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
     assert database.stat().st_size - empty > 35 * 4000  # the pages reached the database file

@@ -33,6 +33,8 @@ VALID_BODIES = {
     "POST /scrape": {"url": "http://127.0.0.1:9/", "knowledge_base_id": "kb_fuzz", "limit": 2},
     "POST /webhooks/test": {"url": "http://127.0.0.1:9/hook"},
 }
+#: Required query parameters that generated text nearly never satisfies.
+VALID_QUERIES = {"DELETE /knowledge-bases/{kb}/documents": {"url": "http://127.0.0.1:9/"}}
 
 
 @pytest.fixture(scope="module")
@@ -77,11 +79,14 @@ def test_every_operation_answers_as_its_openapi_document_says(dev: tuple[str, st
         strategy = operation.as_strategy() | operation.as_strategy(GenerationMode.NEGATIVE)
         # Random ids only meet 404s: also aim at the real task and its terminal event.
         names = {p.name for p in operation.path_parameters}
-        real = {"task_id": task_id, "event_id": event_id}
+        real = {"task_id": task_id, "event_id": event_id, "kb": "kb_fuzz"}
         if names:
             strategy |= operation.as_strategy(path_parameters={name: real[name] for name in names})
         if operation.label in VALID_BODIES:  # generated bodies are nearly all refused: also send accepted ones
             strategy |= operation.as_strategy(body=VALID_BODIES[operation.label])
+        if operation.label in VALID_QUERIES:
+            query = VALID_QUERIES[operation.label]
+            strategy |= operation.as_strategy(query=query, path_parameters={"kb": "kb_fuzz"})
 
         @given(case=strategy)
         @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)

@@ -20,6 +20,7 @@ from consumer.handler import JobHandler, make_handler
 from shared.backends.base import Backends
 from shared.models import CrawlJob, ScrapeRequest, Task, TaskStatus, utcnow
 from shared.settings import Settings
+from shared.stores.accounts import Accounts
 from shared.stores.tasks import TaskStore
 from tests.conftest import Caller, make_settings, new_caller
 from tests.fixtures.versioned import Version, VersionedSite
@@ -275,3 +276,111 @@ async def test_max_age_serves_fresh_documents_from_the_store_with_no_request(
     again = await crawl(backends, handler, carol, site.url("/index.html"), max_age=1)
     assert site.requests["/index.html"] == 1 and site.not_modified["/a.html"] == 1
     assert {page["cached"] for page in (await pages_by_path(backends, again, site)).values()} == {False}
+
+
+async def test_erasing_a_knowledge_base_leaves_nothing_of_it_readable(
+    site: VersionedSite, backends: Backends, handler: JobHandler, carol: Caller, api: httpx.AsyncClient
+) -> None:
+    site.pages = {
+        "/index.html": Version(html("Home", "private words", ["/a.html"])),
+        "/a.html": Version(html("A", "more private words")),
+    }
+    body = {"url": site.url("/index.html"), "knowledge_base_id": KB, "limit": 10, "webhook": None}
+    submitted = await api.post("/scrape", json=body, headers={**carol.headers, "Idempotency-Key": "once"})
+    assert submitted.status_code == 202
+    await drain(backends, handler)
+    erased_task = submitted.json()["task_id"]
+    kept = await crawl(backends, handler, carol, site.url("/index.html"), kb="kb_other")
+
+    answer = await api.delete(f"/knowledge-bases/{KB}", headers=carol.headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() | {"keys": 0} == {
+        "knowledge_base_id": KB,
+        "url": None,
+        "tasks": 1,
+        "pages": 2,
+        "documents": 2,
+        "events": 2,  # started, completed
+        "idempotency_keys": 1,
+        "keys": 0,
+    }
+    h = carol.headers
+    assert (await api.get(f"/tasks/{erased_task}", headers=h)).status_code == 404
+    assert (await api.get(f"/tasks/{erased_task}/pages", headers=h)).status_code == 404
+    assert (await api.get(f"/tasks/{erased_task}/events", headers=h)).status_code == 404
+    assert (await api.get("/tasks", params={"knowledge_base_id": KB}, headers=h)).json()["tasks"] == []
+    assert [t["task_id"] for t in (await api.get("/tasks", headers=h)).json()["tasks"]] == [kept.task_id]
+    assert (await api.get(f"/knowledge-bases/{KB}/documents", headers=h)).json()["documents"] == []
+    assert (await api.get(f"/knowledge-bases/{KB}/export", headers=h)).text == ""
+    feed = (await api.get("/events", headers=h)).json()["events"]
+    assert feed and {e["data"]["task_id"] for e in feed} == {kept.task_id}
+    summaries = {
+        kb["knowledge_base_id"]: kb for kb in (await api.get("/knowledge-bases", headers=h)).json()["knowledge_bases"]
+    }
+    assert summaries[KB]["documents"] == 0 and summaries["kb_other"]["documents"] == 2
+    # Nothing of the erased knowledge base is left in the store at all.
+    listing = await backends.kv.list(prefix=f"tenant:{carol.tenant.tenant_id}:")
+    leftovers = [info.name for info in listing.keys if erased_task in info.name or f":kb:{KB}:" in info.name]
+    assert leftovers == []
+    # The Idempotency-Key that pointed at the erased task makes a new one.
+    again = await api.post("/scrape", json=body, headers={**carol.headers, "Idempotency-Key": "once"})
+    assert again.status_code == 202 and again.json()["task_id"] != erased_task
+    audit = await Accounts(backends.kv).audit_log(carol.tenant.tenant_id)
+    [entry] = [e for e in audit if e.action == "knowledge_base.erased"]
+    assert entry.key_id == carol.key_id
+    assert entry.detail["pages"] == 2 and entry.detail["knowledge_base_id"] == KB
+
+
+async def test_erasing_a_document_removes_every_stored_version_of_its_url(
+    site: VersionedSite, backends: Backends, handler: JobHandler, carol: Caller, api: httpx.AsyncClient
+) -> None:
+    site.pages = {
+        "/index.html": Version(html("Home", "hello", ["/a.html", "/b.html"])),
+        "/a.html": Version(html("A", "erase me")),
+        "/b.html": Version(html("B", "keep me")),
+    }
+    first = await crawl(backends, handler, carol, site.url("/index.html"))
+    second = await crawl(backends, handler, carol, site.url("/index.html"))
+    answer = await api.delete(
+        f"/knowledge-bases/{KB}/documents", params={"url": site.url("/a.html")}, headers=carol.headers
+    )
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["documents"], answer.json()["pages"], answer.json()["tasks"]) == (1, 2, 2)
+    for task in (first, second):
+        assert set(await pages_by_path(backends, task, site)) == {"/index.html", "/b.html"}
+    docs = (await api.get(f"/knowledge-bases/{KB}/documents", headers=carol.headers)).json()["documents"]
+    assert sorted(d["url"] for d in docs) == [site.url("/b.html"), site.url("/index.html")]
+    again = await api.delete(
+        f"/knowledge-bases/{KB}/documents", params={"url": site.url("/a.html")}, headers=carol.headers
+    )
+    assert again.json()["pages"] == 0  # idempotent
+
+
+async def test_a_stored_version_stands_in_only_for_a_crawl_it_can_serve(
+    site: VersionedSite, backends: Backends, handler: JobHandler, carol: Caller
+) -> None:
+    site.pages = {
+        "/index.html": Version(html("Home", "hi", ["/a.html"]), etag='"i"'),
+        "/a.html": Version(html("A", "a"), etag='"a"'),
+    }
+    # Stored without links or HTML: a crawl that follows links, or wants HTML, fetches whole.
+    await crawl(backends, handler, carol, site.url("/index.html"), formats=["markdown"], max_depth=0)
+    site.reset_counts()
+    wider = await crawl(backends, handler, carol, site.url("/index.html"), formats=["markdown", "html", "links"])
+    assert site.conditional == {} and site.full["/index.html"] == 1
+    pages = await pages_by_path(backends, wider, site)
+    assert set(pages) == {"/index.html", "/a.html"}
+    assert pages["/index.html"]["html"] and pages["/index.html"]["change"] == "unchanged"
+    # Stored with more than asked: reused (a 304), with only the formats asked for.
+    site.reset_counts()
+    narrow = await crawl(backends, handler, carol, site.url("/index.html"), formats=["markdown", "links"])
+    assert dict(site.not_modified) == {"/index.html": 1, "/a.html": 1}
+    pages = await pages_by_path(backends, narrow, site)
+    assert pages["/index.html"]["html"] is None and pages["/index.html"]["markdown"]
+    assert set(pages) == {"/index.html", "/a.html"}
+    # Another extraction (the whole page, not its main content) is not reused either.
+    site.reset_counts()
+    await crawl(
+        backends, handler, carol, site.url("/index.html"), formats=["markdown", "links"], only_main_content=False
+    )
+    assert site.not_modified == {}

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -85,6 +86,8 @@ def _connect(path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.C
         # so SIGKILL of any process loses nothing committed and the next open recovers; only an OS crash or a
         # power cut can lose the last few commits, never corrupt the file.
         conn.execute("PRAGMA synchronous = NORMAL")
+        # Deleted rows are overwritten with zeros as their pages are freed: an erasure leaves no text in the file.
+        conn.execute("PRAGMA secure_delete = ON")
         if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:  # a read: it takes no lock
             _migrate(conn)
     except BaseException:
@@ -281,6 +284,21 @@ class SqliteClient:
         with contextlib.suppress(StorageError, RuntimeError):  # closing: the last connection to close does it
             future = self._submit(lambda conn: conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
             future.add_done_callback(_log_checkpoint_failure)
+
+    async def scrub(self) -> None:
+        """Copy the WAL into the database and truncate it to zero bytes: frames holding deleted rows' old
+        content are gone from the disk (`secure_delete` already zeroed the freed pages). Readers of other
+        processes may delay it; it is tried again a few times before giving up with StorageError."""
+
+        def truncate(conn: sqlite3.Connection) -> None:
+            for _ in range(50):
+                busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if not busy:
+                    return
+                time.sleep(0.1)
+            raise StorageError(f"SQLite {self.path}: the WAL could not be truncated (readers kept it busy)")
+
+        await self._run(truncate)
 
     async def ping(self) -> None:
         """Open the database (creating the schema) and commit a small write; StorageError if that fails. A read
