@@ -13,7 +13,6 @@ from typing import Any
 from consumer.crawl import versions
 from consumer.crawl.scope import Scope
 from consumer.crawl.visit import Outcome, Visit, Visitor
-from shared import keys
 from shared.errors import StorageError
 from shared.models import (
     Change,
@@ -216,7 +215,7 @@ class CrawlSlice:
     async def _stored_page(self, base: DocumentVersion | None) -> Page | None:
         if base is None:
             return None
-        raw = await self.store.kv.get(keys.page(self.task.tenant_id, base.task_id, base.seq))
+        raw = await self.store.get_page_json(self.task.tenant_id, base.task_id, base.seq)
         stored = Page.model_validate_json(raw) if raw else None
         return stored if stored is not None and stored.error is None else None
 

@@ -12,7 +12,7 @@ from typing import Any
 from shared import keys
 from shared.models import Document
 from shared.ports import KeyValueStore, scan
-from shared.stores.tasks import paginate
+from shared.stores.tasks import get_page_json, paginate
 from shared.urls import url_key
 
 
@@ -51,7 +51,7 @@ class DocumentStore:
 
     async def page_json(self, tenant_id: str, document: Document) -> str | None:
         """The stored page of the document's latest version."""
-        return await self.kv.get(keys.page(tenant_id, document.task_id, document.seq))
+        return await get_page_json(self.kv, keys.page(tenant_id, document.task_id, document.seq))
 
     async def view(self, tenant_id: str, document: Document) -> dict[str, Any] | None:
         """The document as the API shows it: its page's fields, then where and when it was seen."""

@@ -9,7 +9,7 @@ from shared import keys
 from shared.models import Document, Page
 from shared.ports import KeyValueStore, scan
 from shared.stores.events import Event
-from shared.stores.tasks import IdempotencyRecord
+from shared.stores.tasks import IdempotencyRecord, get_page_json
 from shared.urls import url_key
 
 
@@ -103,7 +103,7 @@ class Eraser:
         async for index in scan(self.kv, keys.kb_task_index_prefix(tenant_id, kb_id)):
             task_id = keys.task_id_of_index(index.name)
             async for info in scan(self.kv, keys.pages_prefix(tenant_id, task_id)):
-                raw = await self.kv.get(info.name)
+                raw = await get_page_json(self.kv, info.name)
                 if raw and Page.model_validate_json(raw).url == url:
                     await self._delete(info.name, report)
                     report.pages += 1

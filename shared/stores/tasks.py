@@ -6,6 +6,7 @@ import asyncio
 import base64
 import binascii
 import json
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -103,6 +104,29 @@ async def paginate(
         kv_cursor = page.cursor
 
 
+#: A stored page record is its JSON, or above `COMPRESS_OVER` characters this prefix and the JSON deflated and in
+#: base64 (KV values are text): pages are mostly text, which deflate shrinks several times.
+COMPRESSED = "z1:"
+COMPRESS_OVER = 1024
+
+
+def encode_page(page_json: str) -> str:
+    if len(page_json) <= COMPRESS_OVER:
+        return page_json
+    return COMPRESSED + base64.b64encode(zlib.compress(page_json.encode(), 6)).decode("ascii")
+
+
+def decode_page(stored: str) -> str:
+    if not stored.startswith(COMPRESSED):
+        return stored  # small, or stored before compression
+    return zlib.decompress(base64.b64decode(stored[len(COMPRESSED) :])).decode()
+
+
+async def get_page_json(kv: KeyValueStore, key: str) -> str | None:
+    stored = await kv.get(key)
+    return None if stored is None else decode_page(stored)
+
+
 class TaskStore:
     """Reads and writes the records of tasks; both the producer and the consumer use it."""
 
@@ -184,7 +208,10 @@ class TaskStore:
         await self.kv.put(keys.task_claim(tenant_id, task_id), claim.model_dump_json())
 
     async def put_page(self, tenant_id: str, task_id: str, seq: int, page: Page) -> None:
-        await self.kv.put(keys.page(tenant_id, task_id, seq), page.model_dump_json(exclude_none=False))
+        await self.kv.put(keys.page(tenant_id, task_id, seq), encode_page(page.model_dump_json(exclude_none=False)))
+
+    async def get_page_json(self, tenant_id: str, task_id: str, seq: int) -> str | None:
+        return await get_page_json(self.kv, keys.page(tenant_id, task_id, seq))
 
     async def delete_pages_from(self, tenant_id: str, task_id: str, seq: int) -> int:
         """Delete pages numbered `seq` and above: leftovers of a slice that died before its checkpoint."""
@@ -201,8 +228,12 @@ class TaskStore:
         self, tenant_id: str, task_id: str, *, cursor: str | None, limit: int
     ) -> tuple[list[str], str | None]:
         """Stored page records as JSON text, in crawl order (served without re-parsing)."""
+
+        async def load(key: str) -> str | None:
+            return await get_page_json(self.kv, key)
+
         return await paginate(
-            self.kv, keys.pages_prefix(tenant_id, task_id), self.kv.get, cursor=cursor, limit=limit, size=len
+            self.kv, keys.pages_prefix(tenant_id, task_id), load, cursor=cursor, limit=limit, size=len
         )
 
     # --- idempotency: a key is reserved (first writer wins) before its task is written

@@ -5,8 +5,12 @@ more."""
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import json
+import re
 import time
+import zlib
 from pathlib import Path
 
 import httpx
@@ -19,17 +23,34 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
 def site_of(marker: str, pages: int) -> dict[str, Version]:
+    """An index linking `pages` pages; every page long enough to be stored compressed."""
     links = "".join(f'<a href="/p{n}.html">p{n}</a>' for n in range(pages))
+    filler = " ".join(f"{marker} word{n}" for n in range(120))
     index = f"<html><body><main><p>{marker} index</p>{links}</main></body></html>"
     served = {"/index.html": Version(index)}
     for n in range(pages):
-        served[f"/p{n}.html"] = Version(f"<html><body><main><p>{marker} page {n} body</p></main></body></html>")
+        body = f"<p>{marker} page {n} body</p><p>{filler}</p>"
+        served[f"/p{n}.html"] = Version(f"<html><body><main>{body}</main></body></html>")
     return served
 
 
+COMPRESSED = re.compile(rb"z1:([A-Za-z0-9+/=]{8,})")
+
+
+def readable(raw: bytes) -> bytes:
+    """The file's bytes, and the text of every compressed page record in them (whole or not)."""
+    inflated = []
+    for match in COMPRESSED.finditer(raw):
+        chunk = match.group(1)
+        with contextlib.suppress(ValueError, zlib.error):
+            data = base64.b64decode(chunk[: len(chunk) // 4 * 4])
+            inflated.append(zlib.decompressobj().decompress(data))
+    return raw + b"".join(inflated)
+
+
 def on_disk(data_dir: Path, needle: str) -> list[str]:
-    """The files of the data dir holding `needle` (as UTF-8 bytes)."""
-    return sorted(p.name for p in data_dir.rglob("*") if p.is_file() and needle.encode() in p.read_bytes())
+    """The files of the data dir holding `needle` (as UTF-8 bytes), plainly or in a compressed page record."""
+    return sorted(p.name for p in data_dir.rglob("*") if p.is_file() and needle.encode() in readable(p.read_bytes()))
 
 
 def test_an_erased_knowledge_base_leaves_no_text_on_disk(tmp_path: Path) -> None:
