@@ -215,6 +215,32 @@ def _queue(fig: Figures, knobs: dict[str, Any]) -> list[str]:
     ]
 
 
+def _recrawl(fig: Figures) -> list[str]:
+    _, first = fig.median("recrawl.first_s", "recrawl.scrapeq", _get("first", "elapsed_s"))
+    _, again = fig.median("recrawl.again_s", "recrawl.scrapeq", _get("again", "elapsed_s"))
+    _, speedup = fig.median("recrawl.speedup", "recrawl.scrapeq", _get("speedup"))
+    _, cpu = fig.median("recrawl.cpu_ratio", "recrawl.scrapeq", _get("cpu_ratio"))
+    _, plain = fig.median("recrawl.json_bytes", "recrawl.scrapeq", _get("bytes_per_page_json"))
+    _, stored = fig.median("recrawl.stored_bytes", "recrawl.scrapeq", _get("bytes_per_page_stored"))
+    _, ratio = fig.median("recrawl.compression", "recrawl.scrapeq", _get("compression_ratio"))
+    return [
+        "### 5. Knowledge base re-crawl and storage",
+        "",
+        *_table(
+            ["measurement", "value"],
+            [
+                ["first crawl of the site into a knowledge base", f"{first} s"],
+                ["the same crawl again, nothing changed (conditional requests, 304s)", f"{again} s"],
+                ["first / again, wall time", _times(speedup)],
+                ["first / again, worker CPU", _times(cpu)],
+                ["bytes per page record, as JSON", f"{plain}"],
+                ["bytes per page record, as stored (deflated)", f"{stored}"],
+                ["JSON / stored", _times(ratio)],
+            ],
+        ),
+    ]
+
+
 @dataclass(frozen=True)
 class Target:
     label: str
@@ -231,6 +257,7 @@ TARGETS = (
     Target("`POST /scrape` ≥ 50% of the bare endpoint's requests/s", "scrapeq.x_bare", lambda v: v >= 0.5, "{:.0%}"),
     Target("submit → first fetch p50 ≤ 25 ms", "latency.p50_ms", lambda v: v <= 25, "{:.1f} ms"),
     Target("queue throughput at 100k backlog ≥ 80% of at 100", "queue.x_backlog", lambda v: v >= 0.8, "{:.0%}"),
+    Target("unchanged re-crawl ≥ 3× faster than the first crawl", "recrawl.speedup", lambda v: v >= 3, "{:.2f}×"),
 )
 
 
@@ -250,7 +277,13 @@ def render(records: Records, summary: dict[str, Any]) -> tuple[str, dict[str, An
     """The markdown table, and every figure in it."""
     env, knobs = summary["environment"], summary["knobs"]
     fig = Figures(records)
-    sections = [_crawl(fig, env, records), _extract(fig, records, knobs), _producer(fig, knobs), _queue(fig, knobs)]
+    sections = [
+        _crawl(fig, env, records),
+        _extract(fig, records, knobs),
+        _producer(fig, knobs),
+        _queue(fig, knobs),
+        _recrawl(fig),
+    ]
     fig.highest("scrapeq.peak_rss_max", "crawl.scrapeq", _get("peak_rss_mb"))
     sections.append(_targets(fig))
     dirty = " + uncommitted changes" if env.get("uncommitted_changes") else ""

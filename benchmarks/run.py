@@ -147,6 +147,7 @@ ROWS = [
     Row("crawl.scrapeq", _crawl(sys.executable, "crawl_scrapeq.py", output="--data-dir"), timeout_s=400),
     Row("crawl.scrapy", _crawl(PEER_PYTHON, "crawl_scrapy.py", output="--out"), timeout_s=400, per_page_usage=True),
     Row("crawl.bare", _crawl(PEER_PYTHON, "crawl_bare.py", output="--out"), per_page_usage=True),
+    Row("recrawl.scrapeq", _crawl(sys.executable, "recrawl_scrapeq.py", output="--data-dir"), timeout_s=700),
     Row("extract.cpython", _extract("cpython")),
     Row("extract.pyodide", _extract("pyodide")),
     Row("producer.scrapeq", _producer("scrapeq")),

@@ -269,7 +269,7 @@ class CrawlSlice:
     async def _store(self, seq: int, page: Page, visit: Visit, base: DocumentVersion | None) -> None:
         """Store the page, then (for a page with a change) the knowledge base's document pointing at it."""
         tenant_id, task_id = self.task.tenant_id, self.task.task_id
-        await self.store.put_page(tenant_id, task_id, seq, page)
+        size = await self.store.put_page(tenant_id, task_id, seq, page)
         if page.change is not None:
             self.changes.count(page.change)
             now = page.fetched_at
@@ -289,7 +289,6 @@ class CrawlSlice:
                 only_main_content=self.request.only_main_content,
                 previous=base,
             )
-            size = len(page.model_dump_json())
             await self.documents.put(tenant_id, self.request.knowledge_base_id, document, page_bytes=size)
         if self.on_page is not None:
             await self.on_page(seq, page, self.progress.model_copy())

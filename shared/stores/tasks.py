@@ -113,7 +113,8 @@ COMPRESS_OVER = 1024
 def encode_page(page_json: str) -> str:
     if len(page_json) <= COMPRESS_OVER:
         return page_json
-    return COMPRESSED + base64.b64encode(zlib.compress(page_json.encode(), 6)).decode("ascii")
+    # Level 1: a few times faster than the default 6 on page JSON, for about 3% larger records.
+    return COMPRESSED + base64.b64encode(zlib.compress(page_json.encode(), 1)).decode("ascii")
 
 
 def decode_page(stored: str) -> str:
@@ -207,8 +208,11 @@ class TaskStore:
     async def save_claim(self, tenant_id: str, task_id: str, claim: Claim) -> None:
         await self.kv.put(keys.task_claim(tenant_id, task_id), claim.model_dump_json())
 
-    async def put_page(self, tenant_id: str, task_id: str, seq: int, page: Page) -> None:
-        await self.kv.put(keys.page(tenant_id, task_id, seq), encode_page(page.model_dump_json(exclude_none=False)))
+    async def put_page(self, tenant_id: str, task_id: str, seq: int, page: Page) -> int:
+        """Store the page; the length of its JSON."""
+        page_json = page.model_dump_json(exclude_none=False)
+        await self.kv.put(keys.page(tenant_id, task_id, seq), encode_page(page_json))
+        return len(page_json)
 
     async def get_page_json(self, tenant_id: str, task_id: str, seq: int) -> str | None:
         return await get_page_json(self.kv, keys.page(tenant_id, task_id, seq))
