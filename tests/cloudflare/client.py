@@ -176,6 +176,9 @@ class RemoteKV:
     async def delete(self, key: str) -> None:
         await self.harness.call("kv.delete", {"key": key})
 
+    async def scrub(self) -> None:
+        await self.harness.call("kv.scrub")
+
     async def list(self, *, prefix: str = "", limit: int = MAX_LIST_LIMIT, cursor: str | None = None) -> ListResult:
         page = await self.harness.call("kv.list", {"prefix": prefix, "limit": limit, "cursor": cursor})
         keys = [KeyInfo(k["name"], k["expiration"], k["metadata"]) for k in page["keys"]]

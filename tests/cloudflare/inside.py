@@ -68,6 +68,10 @@ async def kv_delete(args: dict[str, Any]) -> Any:
     await _backends().kv.delete(args["key"])
 
 
+async def kv_scrub(args: dict[str, Any]) -> Any:
+    await _backends().kv.scrub()
+
+
 async def kv_list(args: dict[str, Any]) -> Any:
     page = await _backends().kv.list(**args)
     keys = [{"name": k.name, "expiration": k.expiration, "metadata": k.metadata} for k in page.keys]
@@ -199,6 +203,7 @@ OPS: dict[str, Op] = {
     "kv.get": kv_get,
     "kv.put": kv_put,
     "kv.delete": kv_delete,
+    "kv.scrub": kv_scrub,
     "kv.list": kv_list,
     "kv.ping": kv_ping,
     "queue.send": queue_send,
