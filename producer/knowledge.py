@@ -17,10 +17,37 @@ from producer.problems import problem_responses
 from producer.routes import AUTHENTICATED, CursorQuery, PageLimit
 from shared import urls
 from shared.errors import Forbidden, InvalidInput
-from shared.models import KB_ID_PATTERN, DocumentList, KnowledgeBaseList, KnowledgeBaseSummary
+from shared.models import KB_ID_PATTERN, Change, Page
 from shared.stores.accounts import Accounts
 from shared.stores.documents import DocumentStore
 from shared.stores.erasure import Eraser
+
+
+class DocumentPublic(Page):
+    """A knowledge base's latest version of one URL as the API shows it (out): its page, and where and when."""
+
+    task_id: str
+    first_seen_at: datetime
+    changed_at: datetime
+    change: Change
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentPublic]
+    next_cursor: str | None
+
+
+class KnowledgeBaseSummary(BaseModel):
+    knowledge_base_id: str
+    documents: int
+    #: Stored size of the documents' latest pages.
+    bytes: int
+    last_crawled_at: datetime | None
+
+
+class KnowledgeBaseList(BaseModel):
+    knowledge_bases: list[KnowledgeBaseSummary]
+
 
 router = APIRouter(tags=["knowledge bases"])
 

@@ -94,10 +94,11 @@ def authorise(request: ScrapeRequest, *, tenant: Tenant, key: ApiKey, policy: Ad
     """Refuse what this key may not crawl: 403 for knowledge base or domain, 422 for a refused address."""
     if not key.may_use(tenant, request.knowledge_base_id):
         raise Forbidden(f"knowledge base {request.knowledge_base_id!r} is not allowed for this API key")
-    host = urlsplit(request.url).hostname or ""
-    if tenant.allowed_domains is not None and not domain_allowed(host, tenant.allowed_domains):
-        raise Forbidden(f"domain {host!r} is not in this tenant's allowed domains")
-    for url in (request.url, request.webhook.url if request.webhook else None):
+    for start in request.start_urls():
+        host = urlsplit(start).hostname or ""
+        if tenant.allowed_domains is not None and not domain_allowed(host, tenant.allowed_domains):
+            raise Forbidden(f"domain {host!r} is not in this tenant's allowed domains")
+    for url in (*request.start_urls(), request.webhook.url if request.webhook else None):
         if url is None:
             continue
         try:

@@ -9,12 +9,15 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared import urls
 
 KB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 MAX_LIMIT = 10_000
+MAX_URLS = 1000
+#: (A name of its own: inside `ScrapeRequest` the field `urls` hides the module in annotations.)
+MAX_URL_LENGTH = urls.MAX_URL_LENGTH
 MAX_PATTERNS = 50
 MAX_PATTERN_LENGTH = 500
 
@@ -67,7 +70,12 @@ class ScrapeRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(max_length=urls.MAX_URL_LENGTH)
+    #: The start URL; or give `urls` instead (then `url` is set to the first of them).
+    url: str = Field(default="", max_length=MAX_URL_LENGTH)
+    #: Exactly these pages (at depth 0; their links only with `max_depth` > 0, which then defaults to 0).
+    urls: list[Annotated[str, Field(max_length=MAX_URL_LENGTH)]] | None = Field(
+        default=None, min_length=1, max_length=MAX_URLS
+    )
     knowledge_base_id: Annotated[str, Field(pattern=KB_ID_PATTERN)]
     limit: int = Field(default=1, ge=1, le=MAX_LIMIT)
     max_depth: int | None = Field(default=None, ge=0, le=1000)
@@ -90,7 +98,32 @@ class ScrapeRequest(BaseModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        return urls.validate_submitted_url(value)
+        return urls.validate_submitted_url(value) if value else value
+
+    @field_validator("urls")
+    @classmethod
+    def _check_urls(cls, values: list[str] | None) -> list[str] | None:
+        if values is None:
+            return None
+        return list(dict.fromkeys(urls.validate_submitted_url(value) for value in values))
+
+    @model_validator(mode="after")
+    def _one_start(self) -> ScrapeRequest:
+        if self.urls is None:
+            if not self.url:
+                raise ValueError("give `url` or `urls`")
+            return self
+        if self.url and self.url != self.urls[0]:
+            raise ValueError("give `url` or `urls`, not both")
+        self.url = self.urls[0]
+        if "limit" not in self.model_fields_set:
+            self.limit = len(self.urls)
+        if "max_depth" not in self.model_fields_set:
+            self.max_depth = 0
+        return self
+
+    def start_urls(self) -> list[str]:
+        return self.urls if self.urls is not None else [self.url]
 
     @field_validator("include_paths", "exclude_paths")
     @classmethod
@@ -277,32 +310,6 @@ class Page(BaseModel):
     not_modified: bool = False
     #: Served from the knowledge base's store under the request's `max_age`: no request was made.
     cached: bool = False
-
-
-class DocumentPublic(Page):
-    """A knowledge base's latest version of one URL as the API shows it (out): its page, and where and when."""
-
-    task_id: str
-    first_seen_at: datetime
-    changed_at: datetime
-    change: Change
-
-
-class DocumentList(BaseModel):
-    documents: list[DocumentPublic]
-    next_cursor: str | None
-
-
-class KnowledgeBaseSummary(BaseModel):
-    knowledge_base_id: str
-    documents: int
-    #: Stored size of the documents' latest pages.
-    bytes: int
-    last_crawled_at: datetime | None
-
-
-class KnowledgeBaseList(BaseModel):
-    knowledge_bases: list[KnowledgeBaseSummary]
 
 
 class DocumentVersion(BaseModel):

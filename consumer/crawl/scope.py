@@ -11,15 +11,15 @@ from shared.models import ScrapeRequest
 
 @dataclass(frozen=True)
 class Scope:
-    """Same host and port as the start URL (or its subdomains when allowed), include/exclude regexes on the path.
+    """Same host and port as a start URL (or its subdomains when allowed), include/exclude regexes on the path.
 
-    The start URL itself is always in scope: the client asked for it. With `allow_subdomains`, a leading
-    `www.` of the start host is dropped, so `www.example.com` admits `docs.example.com` too.
+    The start URLs themselves are always in scope: the client asked for them. With `allow_subdomains`, a leading
+    `www.` of a start host is dropped, so `www.example.com` admits `docs.example.com` too.
     """
 
-    start_url: str
-    host: str
-    port: int | None
+    start_urls: frozenset[str]
+    #: (host, port) of every start URL.
+    origins: frozenset[tuple[str, int | None]]
     allow_subdomains: bool
     include: tuple[re.Pattern[str], ...]
     exclude: tuple[re.Pattern[str], ...]
@@ -27,14 +27,16 @@ class Scope:
 
     @classmethod
     def from_request(cls, request: ScrapeRequest) -> Scope:
-        start = urlsplit(request.url)
-        host = (start.hostname or "").lower()
-        if request.allow_subdomains and host.startswith("www."):
-            host = host[4:]
+        origins = set()
+        for url in request.start_urls():
+            start = urlsplit(url)
+            host = (start.hostname or "").lower()
+            if request.allow_subdomains and host.startswith("www."):
+                host = host[4:]
+            origins.add((host, start.port))
         return cls(
-            start_url=request.url,
-            host=host,
-            port=start.port,
+            start_urls=frozenset(request.start_urls()),
+            origins=frozenset(origins),
             allow_subdomains=request.allow_subdomains,
             include=tuple(re.compile(p) for p in request.include_paths),
             exclude=tuple(re.compile(p) for p in request.exclude_paths),
@@ -45,17 +47,18 @@ class Scope:
         """Whether a normalised URL found at `depth` link hops from the start belongs to the crawl."""
         if self.max_depth is not None and depth > self.max_depth:
             return False
-        if url == self.start_url:
+        if url in self.start_urls:
             return True
         parts = urlsplit(url)
-        if parts.port != self.port or not self.host_allowed((parts.hostname or "").lower()):
+        host = (parts.hostname or "").lower()
+        if not any(parts.port == port and self._host_allowed(host, start) for start, port in self.origins):
             return False
         path = parts.path
         if self.include and not any(p.search(path) for p in self.include):
             return False
         return not any(p.search(path) for p in self.exclude)
 
-    def host_allowed(self, host: str) -> bool:
-        if host == self.host:
+    def _host_allowed(self, host: str, start: str) -> bool:
+        if host == start:
             return True
-        return self.allow_subdomains and host.endswith("." + self.host)
+        return self.allow_subdomains and host.endswith("." + start)

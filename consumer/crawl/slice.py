@@ -236,8 +236,8 @@ class CrawlSlice:
             visit = _result(self.window.pop(seq), self.entries[seq])
             entry = self.entries.pop(seq)
             self.commit_seq += 1
-            if seq == 0 and visit.outcome is not Outcome.DONE:
-                return visit
+            if seq == 0 and visit.outcome is not Outcome.DONE and self.request.urls is None:
+                return visit  # the one start URL failed: so does the task (a list of URLs fails page by page)
             await self._commit(seq, entry, visit)
         return None
 
@@ -346,7 +346,7 @@ def _result(done: asyncio.Task[Visit], entry: FrontierEntry) -> Visit:
 def initial_state(task: Task) -> CrawlState:
     """The checkpoint before the first slice: the start URL alone on the frontier."""
     return CrawlState(
-        frontier=[FrontierEntry(url=task.request.url, depth=0)],
-        seen=[url_key(task.request.url)],
+        frontier=[FrontierEntry(url=url, depth=0) for url in task.request.start_urls()],
+        seen=sorted({url_key(url) for url in task.request.start_urls()}),
         progress=Progress(),
     )
