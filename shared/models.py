@@ -93,6 +93,9 @@ class ScrapeRequest(BaseModel):
     only_main_content: bool = True
     #: Seconds: a URL this knowledge base fetched less long ago is served from the store, with no request at all.
     max_age: int = Field(default=0, ge=0, le=365 * 86400)
+    #: URLs from the site's sitemaps (robots.txt `Sitemap:` lines, `/sitemap.xml`): added to the crawl
+    #: (`include`), the only URLs crawled (`only`), or not looked for (`skip`).
+    sitemap: Literal["include", "only", "skip"] = "skip"
     webhook: WebhookConfig | None = None
 
     @field_validator("url")
@@ -189,6 +192,20 @@ class ChangeCounts(BaseModel):
         setattr(self, change.value, getattr(self, change.value) + 1)
 
 
+class SitemapError(BaseModel):
+    url: str
+    code: str
+    message: str
+
+
+class SitemapReport(BaseModel):
+    """What sitemap discovery found for a task: files read, URLs taken, and each file that failed."""
+
+    files: int = 0
+    urls: int = 0
+    errors: list[SitemapError] = Field(default_factory=list)
+
+
 class TaskError(BaseModel):
     code: str
     message: str
@@ -210,6 +227,7 @@ class Task(BaseModel):
     progress: Progress = Field(default_factory=Progress)
     #: Pages by their change against the knowledge base (as of the last checkpoint).
     changes: ChangeCounts = Field(default_factory=ChangeCounts)
+    sitemap: SitemapReport | None = None
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -234,6 +252,7 @@ class Task(BaseModel):
             limit=req.limit,
             progress=self.progress,
             changes=self.changes,
+            sitemap=self.sitemap,
             created_at=self.created_at,
             started_at=self.started_at,
             finished_at=self.finished_at,
@@ -256,6 +275,7 @@ class TaskPublic(BaseModel):
     limit: int
     progress: Progress
     changes: ChangeCounts
+    sitemap: SitemapReport | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -375,3 +395,5 @@ class CrawlState(BaseModel):
     next_seq: int = 0
     progress: Progress = Field(default_factory=Progress)
     changes: ChangeCounts = Field(default_factory=ChangeCounts)
+    #: Set once the first slice has looked for sitemaps (None: not yet, or not asked for).
+    sitemap: SitemapReport | None = None

@@ -192,6 +192,7 @@ class CrawlHandler:
         await self.store.save_state(task.tenant_id, task.task_id, result.state)
         task.progress = result.state.progress
         task.changes = result.state.changes
+        task.sitemap = result.state.sitemap
         task.slices = result.state.next_slice
         await self.store.save(task)
         await self.jobs.send(job.model_copy(update={"slice": result.state.next_slice}).model_dump(mode="json"))
@@ -233,6 +234,7 @@ class CrawlHandler:
         if state is not None:
             task.progress = state.progress
             task.changes = state.changes
+            task.sitemap = state.sitemap
             task.slices = state.next_slice
         task.status = status
         task.finished_at = utcnow()

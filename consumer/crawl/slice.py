@@ -12,6 +12,7 @@ from typing import Any
 
 from consumer.crawl import versions
 from consumer.crawl.scope import Scope
+from consumer.crawl.sitemaps import SitemapFinder
 from consumer.crawl.visit import Outcome, Visit, Visitor
 from shared.errors import StorageError
 from shared.models import (
@@ -109,6 +110,7 @@ class CrawlSlice:
         self.next_seq = state.next_seq
         self.progress = state.progress.model_copy()
         self.changes = state.changes.model_copy()
+        self.sitemap = state.sitemap
         self.documents = DocumentStore(store.kv)
         #: Per launched page: the knowledge base's version it is compared with (None: a URL it does not hold).
         self.bases: dict[int, DocumentVersion | None] = {}
@@ -126,6 +128,8 @@ class CrawlSlice:
         cancelled = handed_back = False
         shutdown = self.shutdown
         waker = None if shutdown is None else asyncio.ensure_future(shutdown.requested.wait())
+        if self.sitemap is None and self.request.sitemap != "skip" and self.next_seq == 0:
+            await self._add_sitemap_urls()
         try:
             while True:
                 if not cancelled and await self._cancelled():
@@ -187,6 +191,10 @@ class CrawlSlice:
         budget = self.start_budget_s if seq == 0 else None
         self.window[seq] = asyncio.ensure_future(self._visit(seq, entry, budget))
 
+    def _one_start(self) -> bool:
+        """Whether the crawl has one start URL whose failure fails the task (not a list, not sitemap-only)."""
+        return self.request.urls is None and self.request.sitemap != "only"
+
     async def _visit(self, seq: int, entry: FrontierEntry, budget: float | None) -> Visit:
         """Visit `entry`: conditionally when the knowledge base holds a version this crawl could reuse (a 304 then
         reuses it), or not at all when that version is younger than `max_age`."""
@@ -236,7 +244,7 @@ class CrawlSlice:
             visit = _result(self.window.pop(seq), self.entries[seq])
             entry = self.entries.pop(seq)
             self.commit_seq += 1
-            if seq == 0 and visit.outcome is not Outcome.DONE and self.request.urls is None:
+            if seq == 0 and visit.outcome is not Outcome.DONE and self._one_start():
                 return visit  # the one start URL failed: so does the task (a list of URLs fails page by page)
             await self._commit(seq, entry, visit)
         return None
@@ -301,7 +309,29 @@ class CrawlSlice:
         log.info("handing back %d unfinished pages of task %s", len(self.window), self.task.task_id)
         self.next_seq = self.commit_seq
 
+    async def _add_sitemap_urls(self) -> None:
+        """The first slice looks for sitemaps: their URLs join the frontier after the start URLs (`include`), or
+        are all it crawls (`only`, at depth 0 and without following links)."""
+        only = self.request.sitemap == "only"
+        depth = 0 if only else 1
+        finder = SitemapFinder(fetcher=self.visitor.fetcher, robots=self.visitor.robots, gate=self.visitor.gate)
+
+        def wanted(url: str) -> bool:
+            return (only or url_key(url) not in self.seen) and self.scope.allows(url, depth)
+
+        found, self.sitemap = await finder.find(
+            self.request.start_urls(), wanted=wanted, max_urls=max(0, self.max_seen - len(self.seen))
+        )
+        if only:
+            self.frontier.clear()
+            self.seen.clear()
+        for url in found:
+            self.seen.add(url_key(url))
+            self.frontier.append(FrontierEntry(url=url, depth=depth))
+
     def _discover(self, links: list[str], depth: int) -> None:
+        if self.request.sitemap == "only":
+            return  # exactly the sitemaps' URLs
         for link in links:
             if len(self.seen) >= self.max_seen:
                 return
@@ -328,6 +358,7 @@ class CrawlSlice:
             next_seq=self.next_seq,
             progress=self.progress,
             changes=self.changes,
+            sitemap=self.sitemap,
         )
 
 
