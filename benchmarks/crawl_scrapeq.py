@@ -67,6 +67,22 @@ async def wait_terminal(settings: Settings, task: Task, worker: Child, timeout_s
         await backends.aclose()
 
 
+def worker_settings(data_dir: Path, *, limit: int, concurrency: int) -> dict[str, str]:
+    """The worker's environment for a crawl row (the re-crawl row uses it too)."""
+    settings_env = {
+        "SCRAPEQ_DATA_DIR": str(data_dir),
+        "SCRAPEQ_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8",
+        "SCRAPEQ_CRAWL_CONCURRENCY": str(concurrency),
+        # One slice for the whole crawl: the row measures crawling, not checkpoint cadence.
+        "SCRAPEQ_SLICE_MAX_PAGES": str(limit + 1000),
+        "SCRAPEQ_SLICE_MAX_S": "3600",
+    }
+    if "host_max_concurrency" in Settings.model_fields:
+        # As Scrapy's CONCURRENT_REQUESTS_PER_DOMAIN: all of the concurrency may go to the one host.
+        settings_env["SCRAPEQ_HOST_MAX_CONCURRENCY"] = str(concurrency)
+    return settings_env
+
+
 def main() -> None:
     parser = crawl_arguments(__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, required=True)
@@ -76,17 +92,7 @@ def main() -> None:
 
     shutil.rmtree(args.data_dir, ignore_errors=True)
     args.data_dir.mkdir(parents=True)
-    settings_env = {
-        "SCRAPEQ_DATA_DIR": str(args.data_dir),
-        "SCRAPEQ_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8",
-        "SCRAPEQ_CRAWL_CONCURRENCY": str(args.concurrency),
-        # One slice for the whole crawl: the row measures crawling, not checkpoint cadence.
-        "SCRAPEQ_SLICE_MAX_PAGES": str(args.limit + 1000),
-        "SCRAPEQ_SLICE_MAX_S": "3600",
-    }
-    if "host_max_concurrency" in Settings.model_fields:
-        # As Scrapy's CONCURRENT_REQUESTS_PER_DOMAIN: all of the concurrency may go to the one host.
-        settings_env["SCRAPEQ_HOST_MAX_CONCURRENCY"] = str(args.concurrency)
+    settings_env = worker_settings(args.data_dir, limit=args.limit, concurrency=args.concurrency)
     env = clean_env(**settings_env)
     settings = Settings(data_dir=args.data_dir)
     task = asyncio.run(submit(settings, args.start, args.limit))

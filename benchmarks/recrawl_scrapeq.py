@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 
 from childproc import Child, clean_env, crawl_arguments, emit, exit_on_sigterm
+from crawl_scrapeq import worker_settings
 
 from shared import keys
 from shared.backends.factory import open_backends
@@ -100,14 +101,7 @@ def main() -> None:
 
     shutil.rmtree(args.data_dir, ignore_errors=True)
     args.data_dir.mkdir(parents=True)
-    settings_env = {
-        "SCRAPEQ_DATA_DIR": str(args.data_dir),
-        "SCRAPEQ_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8",
-        "SCRAPEQ_CRAWL_CONCURRENCY": str(args.concurrency),
-        "SCRAPEQ_SLICE_MAX_PAGES": str(args.limit + 1000),
-        "SCRAPEQ_SLICE_MAX_S": "3600",
-        "SCRAPEQ_HOST_MAX_CONCURRENCY": str(args.concurrency),
-    }
+    settings_env = worker_settings(args.data_dir, limit=args.limit, concurrency=args.concurrency)
     env = clean_env(**settings_env)
     settings = Settings(data_dir=args.data_dir)
     tenant_id = asyncio.run(new_tenant(settings))

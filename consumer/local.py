@@ -26,24 +26,24 @@ OUTAGE_MAX_WAIT_S = 10.0
 
 
 class StorageOutage:
-    """How long to wait before the next try while the storage fails (doubling up to `OUTAGE_MAX_WAIT_S`), and
+    """How long to wait before the next try while the storage fails (backing off up to `OUTAGE_MAX_WAIT_S`), and
     one log line when an outage starts and one when it ends, not one per try."""
 
     def __init__(self) -> None:
-        self.wait_s = 0.0
+        self.tries = 0
         self.since: float | None = None
 
     def failed(self, exc: Exception) -> float:
         if self.since is None:
             self.since = time.monotonic()
             log.warning("storage unavailable (%s); retrying until it recovers", exc)
-        self.wait_s = min(OUTAGE_MAX_WAIT_S, max(OUTAGE_FIRST_WAIT_S, self.wait_s * 2))
-        return self.wait_s
+        self.tries += 1
+        return backoff_s(self.tries, base_s=OUTAGE_FIRST_WAIT_S, max_s=OUTAGE_MAX_WAIT_S)
 
     def recovered(self) -> None:
         if self.since is not None:
             log.warning("storage available again after %.1f s", time.monotonic() - self.since)
-            self.since, self.wait_s = None, 0.0
+            self.since, self.tries = None, 0
 
 
 class LocalWorker:

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from producer.deps import BackendsDep, PrincipalDep
+from producer.deps import BackendsDep, Principal, PrincipalDep
 from producer.problems import problem_responses
 from producer.routes import AUTHENTICATED, CursorQuery, PageLimit
 from shared import urls
@@ -87,8 +87,7 @@ async def list_documents(
     """The latest version of each URL the knowledge base holds (one entry per normalised URL): its page, the
     task that stored it, when it was first seen and last changed, and its last `change` (`removed`: the URL
     answered 404 or 410)."""
-    if not principal.key.may_use(principal.tenant, kb):
-        raise Forbidden(f"knowledge base {kb!r} is not allowed for this API key")
+    _check_usable(principal, kb)
     documents = DocumentStore(backends.kv)
     if changed_since is not None and changed_since.tzinfo is None:
         raise InvalidInput("changed_since needs a time zone (e.g. 2026-01-01T00:00:00Z)")
@@ -121,8 +120,7 @@ NDJSON = "application/x-ndjson"
 )
 async def export_documents(kb: KbPath, principal: PrincipalDep, backends: BackendsDep) -> StreamingResponse:
     """Every document of the knowledge base as JSON lines, streamed (no page size limit)."""
-    if not principal.key.may_use(principal.tenant, kb):
-        raise Forbidden(f"knowledge base {kb!r} is not allowed for this API key")
+    _check_usable(principal, kb)
     documents = DocumentStore(backends.kv)
     tenant_id = principal.tenant_id
 
@@ -152,8 +150,7 @@ async def erase_knowledge_base(kb: KbPath, principal: PrincipalDep, backends: Ba
     """Erase everything of the knowledge base (GDPR/LGPD): its tasks, pages, documents, events and
     Idempotency-Keys. A crawl of it still running stops at its next page and purges what it stored. Idempotent;
     recorded in the tenant's audit log (which key, when, how much)."""
-    if not principal.key.may_use(principal.tenant, kb):
-        raise Forbidden(f"knowledge base {kb!r} is not allowed for this API key")
+    _check_usable(principal, kb)
     report = await Eraser(backends.kv).erase_knowledge_base(principal.tenant_id, kb)
     detail = {"knowledge_base_id": kb, **report.counts()}
     await Accounts(backends.kv).audit(
@@ -171,8 +168,7 @@ async def erase_document(
 ) -> Erasure:
     """Erase one document: its entry and every stored version of that URL in the knowledge base's tasks.
     Idempotent; recorded in the audit log."""
-    if not principal.key.may_use(principal.tenant, kb):
-        raise Forbidden(f"knowledge base {kb!r} is not allowed for this API key")
+    _check_usable(principal, kb)
     normal = _normal_url(url)
     report = await Eraser(backends.kv).erase_document(principal.tenant_id, kb, normal)
     detail = {"knowledge_base_id": kb, "url": normal, **report.counts()}
@@ -180,6 +176,11 @@ async def erase_document(
         principal.tenant_id, "document.erased", key_id=principal.key.key_id, detail=detail
     )
     return Erasure(knowledge_base_id=kb, url=normal, **report.counts())
+
+
+def _check_usable(principal: Principal, kb: str) -> None:
+    if not principal.key.may_use(principal.tenant, kb):
+        raise Forbidden(f"knowledge base {kb!r} is not allowed for this API key")
 
 
 def _normal_url(url: str) -> str:

@@ -9,7 +9,6 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -26,6 +25,7 @@ from shared.errors import (
 from shared.guard import AddressPolicy, check_host
 from shared.models import CrawlJob, ScrapeRequest, Task, TaskError, TaskStatus, utcnow
 from shared.ports import JobQueue
+from shared.retry import backoff_s
 from shared.stores.accounts import ApiKey, Tenant
 from shared.stores.quotas import PAGES_PER_DAY, QuotaLedger, Quotas, TaskLookup, day_start
 from shared.stores.tasks import IdempotencyRecord, TaskStore
@@ -173,7 +173,7 @@ async def _create(task: Task, *, tasks: TaskStore, ledger: QuotaLedger, jobs: Jo
         except StorageError:
             # The storage failed under both writes (a disk filling up between them): left as it is, the task
             # would stay `queued` with no job, holding its quota place, for good. Keep trying in the background.
-            _keep_trying(_abandon, task, tasks, ledger)
+            _abandon_later(task, tasks, ledger)
         raise ServiceUnavailable("the job queue is unavailable; retry later", headers={"Retry-After": "5"}) from exc
     log.debug("task queued", extra={"task_id": task.task_id, "tenant_id": tenant_id})
 
@@ -188,15 +188,13 @@ _RETRYING: set[asyncio.Task[None]] = set()
 ABANDON_RETRY_FOR_S = 3600.0
 
 
-def _keep_trying(
-    write: Callable[[Task, TaskStore, QuotaLedger], Awaitable[None]], task: Task, tasks: TaskStore, ledger: QuotaLedger
-) -> None:
+def _abandon_later(task: Task, tasks: TaskStore, ledger: QuotaLedger) -> None:
     async def attempts() -> None:
         deadline = time.monotonic() + ABANDON_RETRY_FOR_S
         for attempt in itertools.count(1):
-            await asyncio.sleep(min(30.0, 0.5 * 2**attempt))
+            await asyncio.sleep(backoff_s(attempt, base_s=1.0, max_s=30.0))
             try:
-                await write(task, tasks, ledger)
+                await _abandon(task, tasks, ledger)
             except StorageError:
                 if time.monotonic() < deadline:
                     continue

@@ -18,7 +18,6 @@ from shared.errors import StorageError
 from shared.models import (
     Change,
     CrawlState,
-    Document,
     DocumentVersion,
     FrontierEntry,
     Page,
@@ -280,23 +279,7 @@ class CrawlSlice:
         size = await self.store.put_page(tenant_id, task_id, seq, page)
         if page.change is not None:
             self.changes.count(page.change)
-            now = page.fetched_at
-            kept = page.change is Change.UNCHANGED and base is not None
-            document = Document(
-                url=page.url,
-                task_id=task_id,
-                seq=seq,
-                change=page.change,
-                content_hash=page.content_hash,
-                etag=visit.etag,
-                last_modified=visit.last_modified,
-                fetched_at=now,
-                first_seen_at=base.first_seen_at if base is not None and page.change is not Change.NEW else now,
-                changed_at=base.changed_at if kept and base is not None else now,
-                formats=self.request.formats,
-                only_main_content=self.request.only_main_content,
-                previous=base,
-            )
+            document = versions.document(page, base, self.request, task_id=task_id, seq=seq, visit=visit)
             await self.documents.put(tenant_id, self.request.knowledge_base_id, document, page_bytes=size)
         if self.on_page is not None:
             await self.on_page(seq, page, self.progress.model_copy())

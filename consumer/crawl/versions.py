@@ -3,7 +3,12 @@ the stored page may stand in for a fetch (after a 304, or under `max_age`)."""
 
 from __future__ import annotations
 
-from shared.models import Change, DocumentVersion, Format, Page, ScrapeRequest, utcnow
+from typing import TYPE_CHECKING
+
+from shared.models import Change, Document, DocumentVersion, Format, Page, ScrapeRequest, utcnow
+
+if TYPE_CHECKING:
+    from consumer.crawl.visit import Visit
 
 #: The page field each format fills.
 FORMAT_FIELDS = {
@@ -58,3 +63,28 @@ def as_this_crawl(stored: Page, request: ScrapeRequest, depth: int, *, cached: b
         if fmt not in request.formats:
             update.update(dict.fromkeys(fields))
     return stored.model_copy(update=update)
+
+
+def document(
+    page: Page, base: DocumentVersion | None, request: ScrapeRequest, *, task_id: str, seq: int, visit: Visit
+) -> Document:
+    """The knowledge base's document once `page` (with its `change` set) is stored as `page:{seq}` of `task_id`."""
+    assert page.change is not None
+    now = page.fetched_at
+    first_seen = base.first_seen_at if base is not None and page.change is not Change.NEW else now
+    changed = base.changed_at if base is not None and page.change is Change.UNCHANGED else now
+    return Document(
+        url=page.url,
+        task_id=task_id,
+        seq=seq,
+        change=page.change,
+        content_hash=page.content_hash,
+        etag=visit.etag,
+        last_modified=visit.last_modified,
+        fetched_at=now,
+        first_seen_at=first_seen,
+        changed_at=changed,
+        formats=request.formats,
+        only_main_content=request.only_main_content,
+        previous=base,
+    )

@@ -3,7 +3,7 @@ versions; then the store is scrubbed (what is deleted, and how a running crawl s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from shared import keys
 from shared.models import Document, Page
@@ -25,14 +25,7 @@ class ErasureReport:
     task_ids: set[str] = field(default_factory=set)
 
     def counts(self) -> dict[str, int]:
-        return {
-            "tasks": self.tasks,
-            "pages": self.pages,
-            "documents": self.documents,
-            "events": self.events,
-            "idempotency_keys": self.idempotency_keys,
-            "keys": self.keys,
-        }
+        return {name: value for name, value in asdict(self).items() if name != "task_ids"}
 
 
 class Eraser:
