@@ -109,6 +109,15 @@ def documents_prefix(tenant_id: str, kb_id: str) -> str:
     return f"tenant:{tenant_id}:kb:{kb_id}:doc:"
 
 
+def sitemap_discovery(tenant_id: str, kb_id: str, digest: str) -> str:
+    """The URLs a knowledge base's last sitemap discovery found for one kind of request (`digest`)."""
+    return f"tenant:{tenant_id}:kb:{kb_id}:sitemap:{digest}"
+
+
+def sitemap_discoveries_prefix(tenant_id: str, kb_id: str) -> str:
+    return f"tenant:{tenant_id}:kb:{kb_id}:sitemap:"
+
+
 def task_id_of_index(key: str) -> str:
     return key.rsplit(":", 1)[1]
 

@@ -1,6 +1,5 @@
 """Tasks, pages and crawl jobs: the single schema source for API bodies, stored records and queue messages
-(`ScrapeRequest` in, `Task` stored, `TaskPublic` out, `Page`, `CrawlJob` the message, `CrawlState` the checkpoint).
-"""
+(`ScrapeRequest` in, `Task` stored, `TaskPublic` out, `Page`, `CrawlJob` the message, `CrawlState` the checkpoint)."""
 
 from __future__ import annotations
 
@@ -95,7 +94,7 @@ class ScrapeRequest(BaseModel):
     max_age: int = Field(default=0, ge=0, le=365 * 86400)
     #: URLs from the site's sitemaps (robots.txt `Sitemap:` lines, `/sitemap.xml`): added to the crawl
     #: (`include`), the only URLs crawled (`only`), or not looked for (`skip`).
-    sitemap: Literal["include", "only", "skip"] = "skip"
+    sitemap: Literal["include", "only", "skip"] = "include"
     webhook: WebhookConfig | None = None
 
     @field_validator("url")
@@ -204,6 +203,8 @@ class SitemapReport(BaseModel):
     files: int = 0
     urls: int = 0
     errors: list[SitemapError] = Field(default_factory=list)
+    #: The URLs came from the knowledge base's discovery of less than `max_age` ago: no sitemap was fetched.
+    cached: bool = False
 
 
 class TaskError(BaseModel):

@@ -3,7 +3,9 @@ guarded and bounded like a page's; a hostile sitemap ends as an error code in th
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import logging
 import re
 import zlib
@@ -16,7 +18,7 @@ from consumer.crawl.robots import ANY_TYPE, RobotsCache
 from consumer.fetch.fetcher import Fetcher
 from shared import urls
 from shared.errors import FetchError
-from shared.models import SitemapError, SitemapReport
+from shared.models import ScrapeRequest, SitemapError, SitemapReport
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,8 @@ class SitemapFinder:
         return [*listed, *([usual] if rules.allowed(usual) else [])]
 
     async def _read(self, url: str) -> tuple[bool, list[str], bool]:
+        # The host's Crawl-delay spaces its sitemap requests as it spaces its pages (a sitemap can be elsewhere).
+        self.gate.crawl_delay(url, (await self.robots.rules_for(url)).crawl_delay())
         async with self.gate.slot(url):
             result = await self.fetcher.fetch(url, accept=ANY_TYPE, timeout_s=SITEMAP_TIMEOUT_S)
         if result.status_code == 404 and url.endswith("/sitemap.xml"):
@@ -125,6 +129,20 @@ class SitemapFinder:
         body, cut = inflate(result.body)
         is_index, locs = parse(body)
         return is_index, locs, cut
+
+
+def discovery_digest(request: ScrapeRequest, max_urls: int) -> str:
+    """What a discovery's outcome depends on, hashed: requests with the same digest find the same URLs."""
+    inputs = {
+        "start": request.start_urls(),
+        "mode": request.sitemap,
+        "include": request.include_paths,
+        "exclude": request.exclude_paths,
+        "subdomains": request.allow_subdomains,
+        "max_depth": request.max_depth,
+        "max_urls": max_urls,
+    }
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def _origin(url: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 from consumer.crawl import versions
 from consumer.crawl.scope import Scope
-from consumer.crawl.sitemaps import SitemapFinder
+from consumer.crawl.sitemaps import discovery_digest
 from consumer.crawl.visit import Outcome, Visit, Visitor
 from shared.errors import StorageError
 from shared.models import (
@@ -27,7 +27,7 @@ from shared.models import (
 )
 from shared.ports import Clock
 from shared.settings import Settings
-from shared.stores.documents import DocumentStore
+from shared.stores.documents import Discovery, DocumentStore
 from shared.stores.tasks import TaskStore
 from shared.urls import url_key
 
@@ -127,7 +127,7 @@ class CrawlSlice:
         cancelled = handed_back = False
         shutdown = self.shutdown
         waker = None if shutdown is None else asyncio.ensure_future(shutdown.requested.wait())
-        if self.sitemap is None and self.request.sitemap != "skip" and self.next_seq == 0:
+        if self.sitemap is None and self._looks_for_sitemaps() and self.next_seq == 0:
             await self._add_sitemap_urls()
         try:
             while True:
@@ -292,18 +292,22 @@ class CrawlSlice:
         log.info("handing back %d unfinished pages of task %s", len(self.window), self.task.task_id)
         self.next_seq = self.commit_seq
 
+    def _looks_for_sitemaps(self) -> bool:
+        """`only` always; `include` when a sitemap's URL could be visited at all: the limit leaves room after the
+        start URLs and the depth admits a page one step from them (a one-page scrape makes no sitemap request)."""
+        request = self.request
+        if request.sitemap == "include":
+            room = request.limit > len(request.start_urls())
+            return room and (request.max_depth is None or request.max_depth >= 1)
+        return request.sitemap == "only"
+
     async def _add_sitemap_urls(self) -> None:
         """The first slice looks for sitemaps: their URLs join the frontier after the start URLs (`include`), or
         are all it crawls (`only`, at depth 0 and without following links)."""
         only = self.request.sitemap == "only"
         depth = 0 if only else 1
-        finder = SitemapFinder(fetcher=self.visitor.fetcher, robots=self.visitor.robots, gate=self.visitor.gate)
-
-        def wanted(url: str) -> bool:
-            return (only or url_key(url) not in self.seen) and self.scope.allows(url, depth)
-
-        found, self.sitemap = await finder.find(
-            self.request.start_urls(), wanted=wanted, max_urls=max(0, self.max_seen - len(self.seen))
+        found = await self._sitemap_urls(
+            lambda url: (only or url_key(url) not in self.seen) and self.scope.allows(url, depth)
         )
         if only:
             self.frontier.clear()
@@ -311,6 +315,24 @@ class CrawlSlice:
         for url in found:
             self.seen.add(url_key(url))
             self.frontier.append(FrontierEntry(url=url, depth=depth))
+
+    async def _sitemap_urls(self, wanted: Callable[[str], bool]) -> list[str]:
+        """The sitemaps' URLs: the knowledge base's kept discovery when it is younger than `max_age` (no request),
+        else a new discovery, kept when every sitemap file could be read."""
+        tenant_id, kb_id = self.task.tenant_id, self.request.knowledge_base_id
+        max_urls = max(0, self.max_seen - len(self.seen))
+        digest = discovery_digest(self.request, max_urls)
+        kept = await self.documents.discovery(tenant_id, kb_id, digest) if self.request.max_age else None
+        if kept is not None and time.time() - kept.fetched_at < self.request.max_age:
+            self.sitemap = kept.report.model_copy(update={"cached": True})
+            return kept.urls
+        started = time.time()
+        found, self.sitemap = await self.visitor.sitemap_urls(
+            self.request.start_urls(), wanted=wanted, max_urls=max_urls
+        )
+        if not self.sitemap.errors:
+            await self.documents.put_discovery(tenant_id, kb_id, digest, Discovery(found, self.sitemap, started))
+        return found
 
     def _discover(self, links: list[str], depth: int) -> None:
         if self.request.sitemap == "only":

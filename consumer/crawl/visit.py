@@ -8,16 +8,18 @@ import enum
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from consumer.crawl.hostgate import HostGate
 from consumer.crawl.politeness import pause_for
 from consumer.crawl.robots import RobotsCache
+from consumer.crawl.sitemaps import SitemapFinder
 from consumer.extract import extract
 from consumer.extract.page import decode_body
 from consumer.fetch.fetcher import Fetcher, FetchResult
 from shared.errors import FetchError, FetchTimeout
-from shared.models import Format, Page, PageError, ScrapeRequest
+from shared.models import Format, Page, PageError, ScrapeRequest, SitemapReport
 from shared.ports import Clock
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,13 @@ class Visitor:
         visit = self._page(result, depth, request)
         headers = result.headers
         return dataclasses.replace(visit, etag=headers.get("etag"), last_modified=headers.get("last-modified"))
+
+    async def sitemap_urls(
+        self, start_urls: list[str], *, wanted: Callable[[str], bool], max_urls: int
+    ) -> tuple[list[str], SitemapReport]:
+        """The page URLs the start URLs' sitemaps list, through the same fetcher, robots rules and host gates."""
+        finder = SitemapFinder(fetcher=self.fetcher, robots=self.robots, gate=self.gate)
+        return await finder.find(start_urls, wanted=wanted, max_urls=max_urls)
 
     async def _fetch(
         self, url: str, not_after: float | None, budget_s: float, headers: dict[str, str] | None = None

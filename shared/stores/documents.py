@@ -10,9 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared import keys
-from shared.models import Document
+from shared.backends.kvlimits import MAX_VALUE_BYTES
+from shared.models import Document, SitemapReport
 from shared.ports import KeyValueStore, scan
-from shared.stores.tasks import get_page_json, paginate
+from shared.stores.tasks import decode_page, encode_page, get_page_json, paginate
 from shared.urls import url_key
 
 
@@ -21,6 +22,16 @@ class KnowledgeBaseStats:
     documents: int
     bytes: int
     last_crawled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Discovery:
+    """What a sitemap discovery found, kept with the knowledge base so a crawl within `max_age` reuses it."""
+
+    urls: list[str]
+    report: SitemapReport
+    #: Seconds since the epoch.
+    fetched_at: float
 
 
 class DocumentStore:
@@ -35,6 +46,23 @@ class DocumentStore:
         metadata = {"bytes": page_bytes, "fetched_at": document.fetched_at.timestamp()}
         key = keys.document(tenant_id, kb_id, url_key(document.url))
         await self.kv.put(key, document.model_dump_json(), metadata=metadata)
+
+    async def discovery(self, tenant_id: str, kb_id: str, digest: str) -> Discovery | None:
+        stored = await self.kv.get(keys.sitemap_discovery(tenant_id, kb_id, digest))
+        if stored is None:
+            return None
+        data = json.loads(decode_page(stored))
+        report = SitemapReport.model_validate(data["report"])
+        return Discovery(urls=data["urls"], report=report, fetched_at=data["fetched_at"])
+
+    async def put_discovery(self, tenant_id: str, kb_id: str, digest: str, discovery: Discovery) -> bool:
+        """Keep the discovery (compressed); one too large for a KV value is not kept (it is only a cache)."""
+        raw = {"fetched_at": discovery.fetched_at, "urls": discovery.urls, "report": discovery.report.model_dump()}
+        value = encode_page(json.dumps(raw, separators=(",", ":")))
+        if len(value) > MAX_VALUE_BYTES:
+            return False
+        await self.kv.put(keys.sitemap_discovery(tenant_id, kb_id, digest), value)
+        return True
 
     async def stats(self, tenant_id: str, kb_id: str) -> KnowledgeBaseStats:
         count = size = 0

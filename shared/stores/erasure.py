@@ -56,8 +56,14 @@ class Eraser:
         async for info in scan(self.kv, keys.documents_prefix(tenant_id, kb_id)):
             await self._delete(info.name, report)
             report.documents += 1
+        await self._forget_discoveries(tenant_id, kb_id, report)
         await self.kv.scrub()
         return report
+
+    async def _forget_discoveries(self, tenant_id: str, kb_id: str, report: ErasureReport) -> None:
+        """The knowledge base's kept sitemap discoveries: lists of its URLs, so an erased URL is in them too."""
+        async for info in scan(self.kv, keys.sitemap_discoveries_prefix(tenant_id, kb_id)):
+            await self._delete(info.name, report)
 
     async def erase_task(self, tenant_id: str, task_id: str, report: ErasureReport | None = None) -> ErasureReport:
         """Everything under the task's own keys, and its events in the tenant feed with their deliveries."""
@@ -102,5 +108,6 @@ class Eraser:
                     report.pages += 1
                     report.task_ids.add(task_id)
         report.tasks = len(report.task_ids)
+        await self._forget_discoveries(tenant_id, kb_id, report)
         await self.kv.scrub()
         return report

@@ -135,11 +135,12 @@ async def test_the_minimum_delay_spaces_request_starts(
     handler, _ = await handlers(host_min_delay_s=0.2)
     await submit(backends, "tn_alice", http_server.url("/"), limit=4)
     await run_concurrently(backends, handler)
-    assert len([hit for hit in http_server.hits if hit.path != "/robots.txt"]) == 4
+    # Four pages and the sitemap lookup, which passes through the same gate.
+    assert len([hit for hit in http_server.hits if hit.path != "/robots.txt"]) == 5
     # Measured where the requests leave the client: on a loaded machine the server may see two of them closer
     # together than they were sent (the earlier one's connection set up late), which says nothing of the gate.
     starts = [at for at, path in sent if path != "/robots.txt"]
-    assert len(starts) == 4
+    assert len(starts) == 5
     assert min(b - a for a, b in itertools.pairwise(starts)) >= 0.2 - 0.01  # timer granularity only
 
 

@@ -13,9 +13,12 @@ import pytest
 
 from consumer.fetch.client import build_client
 from consumer.handler import JobHandler, make_handler
+from shared import keys
 from shared.backends.base import Backends
 from shared.models import CrawlJob, ScrapeRequest, Task, TaskStatus
+from shared.ports import scan
 from shared.settings import Settings
+from shared.stores.erasure import Eraser
 from shared.stores.tasks import TaskStore
 from tests.conftest import make_settings
 from tests.fixtures.httpserver import LoopbackServer
@@ -87,7 +90,7 @@ async def test_pages_only_a_sitemap_lists_are_crawled_to_the_limit(
     http_server: LoopbackServer, backends: Backends, handler: JobHandler
 ) -> None:
     urls = orphan_site(http_server, 12)
-    task = await crawl(backends, handler, http_server.url("/"), limit=10, sitemap="include")
+    task = await crawl(backends, handler, http_server.url("/"), limit=10)  # `include` is the default
     assert task.status is TaskStatus.COMPLETED
     assert task.progress.pages_done == 10
     assert task.sitemap is not None and task.sitemap.files == 4 and task.sitemap.urls == 12
@@ -158,3 +161,49 @@ async def test_an_index_loop_reads_each_sitemap_once(backends: Backends, handler
         assert [len(s.hits_for(p)) for p in paths] == [1, 1, 1, 0]
     assert task.status is TaskStatus.COMPLETED and task.sitemap is not None
     assert [(e.url.rsplit("/", 1)[1], e.code) for e in task.sitemap.errors] == [("deeper.xml", "sitemap_nesting")]
+
+
+async def test_within_max_age_the_kept_discovery_is_reused_with_no_sitemap_request(
+    http_server: LoopbackServer, backends: Backends, handler: JobHandler
+) -> None:
+    orphan_site(http_server, 6)
+    first = await crawl(backends, handler, http_server.url("/"), limit=10)
+    assert first.sitemap is not None and not first.sitemap.cached and first.progress.pages_done == 7
+    http_server.hits.clear()
+    again = await crawl(backends, handler, http_server.url("/"), limit=10, max_age=3600)
+    assert http_server.hits == []  # no sitemap, no page: everything younger than max_age
+    assert again.sitemap is not None and again.sitemap.cached and again.sitemap.urls == 6
+    assert again.progress.pages_done == 7 and again.changes.unchanged == 7
+    # Another kind of request (a different scope) finds its own URLs: the kept discovery is not its answer.
+    narrower = await crawl(backends, handler, http_server.url("/"), limit=10, max_age=3600, include_paths=["^/$"])
+    assert narrower.sitemap is not None and not narrower.sitemap.cached and narrower.sitemap.urls == 0
+    assert len(http_server.hits_for("/maps/index.xml")) == 1
+    # Without max_age (the default 0) the sitemaps are read again.
+    await crawl(backends, handler, http_server.url("/"), limit=10)
+    assert len(http_server.hits_for("/maps/index.xml")) == 2
+
+
+async def test_a_one_page_scrape_makes_no_sitemap_request(
+    http_server: LoopbackServer, backends: Backends, handler: JobHandler
+) -> None:
+    orphan_site(http_server, 3)
+    task = await crawl(backends, handler, http_server.url("/"))  # limit 1: no room for a sitemap's URL
+    assert task.progress.pages_done == 1 and task.sitemap is None
+    listed = await crawl(backends, handler, http_server.url("/"), limit=5, max_depth=0)  # depth 0: no room either
+    assert listed.progress.pages_done == 1 and listed.sitemap is None
+    assert {hit.path for hit in http_server.hits} == {"/robots.txt", "/"}
+
+
+async def test_erasing_the_knowledge_base_forgets_its_kept_discoveries(
+    http_server: LoopbackServer, backends: Backends, handler: JobHandler
+) -> None:
+    orphan_site(http_server, 3)
+    await crawl(backends, handler, http_server.url("/"), limit=10)
+    prefix = keys.sitemap_discoveries_prefix("tn_s", "kb")
+    assert [info.name async for info in scan(backends.kv, prefix)] != []
+    await Eraser(backends.kv).erase_knowledge_base("tn_s", "kb")
+    assert [info.name async for info in scan(backends.kv, prefix)] == []
+    # Erasing one document forgets them too: they list its URL.
+    await crawl(backends, handler, http_server.url("/"), limit=10)
+    await Eraser(backends.kv).erase_document("tn_s", "kb", http_server.url("/orphan/0.html"))
+    assert [info.name async for info in scan(backends.kv, prefix)] == []

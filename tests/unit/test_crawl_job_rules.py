@@ -12,7 +12,7 @@ from consumer.crawl.hostgate import HostGate
 from consumer.crawl.job import CrawlHandler
 from consumer.crawl.visit import Outcome, Visit
 from shared.backends.factory import open_memory_backends
-from shared.models import CrawlState, FrontierEntry, Page, Progress, ScrapeRequest, Task, TaskStatus
+from shared.models import CrawlState, FrontierEntry, Page, Progress, ScrapeRequest, SitemapReport, Task, TaskStatus
 from shared.settings import Settings
 from shared.stores.events import EventLog
 from shared.stores.tasks import Claim, TaskStore
@@ -35,6 +35,9 @@ class FakeSite:
         n = int(url.rsplit("/", 1)[1])
         page = Page(url=url, status_code=200, depth=depth, markdown=f"# page {n}")
         return Visit(Outcome.DONE, page, links=[f"{SITE}/p/{2 * n + 1}", f"{SITE}/p/{2 * n + 2}"])
+
+    async def sitemap_urls(self, start_urls: list[str], **_: object) -> tuple[list[str], SitemapReport]:
+        return [], SitemapReport()  # the site has no sitemap
 
 
 @dataclass
