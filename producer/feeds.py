@@ -4,6 +4,8 @@ the feeds carry the webhooks' own event ids, so `?after=<last id>` catches up on
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
@@ -17,12 +19,31 @@ from shared import urls
 from shared.errors import BlockedAddress, InvalidInput, NotFound, UrlNotAllowed
 from shared.guard import AddressPolicy, check_host
 from shared.models import Delivery, DeliveryStatus
-from shared.stores.events import LIFECYCLE_KINDS, task_event_id
+from shared.stores.events import LIFECYCLE_KINDS, EventLog, task_event_id
 
 router = APIRouter(tags=["events and webhooks"])
 
 AfterQuery = Annotated[str | None, Query(max_length=100, description="the id of the last event you have")]
 FeedLimit = Annotated[int, Query(ge=1, le=1000)]
+WaitQuery = Annotated[
+    float,
+    Query(ge=0, le=30, description="long poll: hold the answer up to this many seconds until an event comes"),
+]
+#: How often a long poll looks for new events.
+LONG_POLL_STEP_S = 0.25
+
+
+async def _feed(
+    events: EventLog, tenant_id: str, *, task_id: str | None, after: str | None, limit: int, wait: float
+) -> EventList:
+    """The events after `after`; with `wait`, the answer waits until there is one (or `wait` has passed)."""
+    deadline = time.monotonic() + wait
+    while True:
+        found, next_after = await events.feed(tenant_id, task_id=task_id, after=after, limit=limit)
+        left = deadline - time.monotonic()
+        if found or left <= 0:
+            return EventList(events=found, next_after=next_after)
+        await asyncio.sleep(min(LONG_POLL_STEP_S, left))
 
 
 class EventList(BaseModel):
@@ -42,11 +63,16 @@ class TestRequest(BaseModel):
 
 @router.get("/events", response_model=EventList, responses=problem_responses(*AUTHENTICATED))
 async def tenant_events(
-    principal: PrincipalDep, events: EventsDep, after: AfterQuery = None, limit: FeedLimit = 100
+    principal: PrincipalDep,
+    events: EventsDep,
+    settings: SettingsDep,
+    after: AfterQuery = None,
+    limit: FeedLimit = 100,
+    wait: WaitQuery = 0,
 ) -> EventList:
     """Every event of the tenant's tasks, oldest first."""
-    found, next_after = await events.feed(principal.tenant_id, task_id=None, after=after, limit=limit)
-    return EventList(events=found, next_after=next_after)
+    wait = min(wait, settings.feed_max_wait_s)
+    return await _feed(events, principal.tenant_id, task_id=None, after=after, limit=limit, wait=wait)
 
 
 @router.get("/tasks/{task_id}/events", response_model=EventList, responses=TASK_ROUTE)
@@ -55,13 +81,15 @@ async def task_events(
     principal: PrincipalDep,
     tasks: TasksDep,
     events: EventsDep,
+    settings: SettingsDep,
     after: AfterQuery = None,
     limit: FeedLimit = 100,
+    wait: WaitQuery = 0,
 ) -> EventList:
     """The task's events, oldest first."""
     task = await load_task(tasks, principal, task_id)
-    found, next_after = await events.feed(principal.tenant_id, task_id=task.task_id, after=after, limit=limit)
-    return EventList(events=found, next_after=next_after)
+    wait = min(wait, settings.feed_max_wait_s)
+    return await _feed(events, principal.tenant_id, task_id=task.task_id, after=after, limit=limit, wait=wait)
 
 
 @router.post("/tasks/{task_id}/webhook/redeliver", status_code=202, responses=TASK_ROUTE)

@@ -10,10 +10,17 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from shared import signing
 from shared.ports import Clock
-from shared.signing import TOLERANCE_S, InvalidSignature, secret_key, verify
+from shared.signing import TOLERANCE_S, InvalidSignature, secret_key
 
-__all__ = ["InvalidSignature", "WebhookReceiver"]
+__all__ = ["InvalidSignature", "WebhookReceiver", "verify"]
+
+
+def verify(body: bytes, headers: Mapping[str, str], *secrets: str, tolerance_s: int = TOLERANCE_S) -> dict[str, Any]:
+    """One delivery checked against the tenant's secret(s): its event, or `InvalidSignature` (forged, stale,
+    malformed). The same as `WebhookReceiver(*secrets).verify(body, headers)`."""
+    return WebhookReceiver(*secrets, tolerance_s=tolerance_s).verify(body, headers)
 
 
 class WebhookReceiver:
@@ -42,7 +49,7 @@ class WebhookReceiver:
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> dict[str, Any]:
         """The event (`id`, `type`, `timestamp`, `data`) of a genuine, fresh delivery, or `InvalidSignature`."""
-        verify(body, headers, self.secrets, now=self.clock(), tolerance_s=self.tolerance_s)
+        signing.verify(body, headers, self.secrets, now=self.clock(), tolerance_s=self.tolerance_s)
         try:
             event = json.loads(body)
         except ValueError:

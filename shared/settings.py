@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=10)
     #: How long events and delivery records are kept (the event feed's reach).
     event_retention_s: float = Field(default=30 * 24 * 3600, ge=60)
+    #: The longest an event feed's long poll (`?wait=`) holds a request: a proxy's idle timeout may want less.
+    feed_max_wait_s: float = Field(default=30.0, ge=0, le=30)
 
     # --- API
     max_request_body_bytes: int = Field(default=64 * 1024, gt=0)

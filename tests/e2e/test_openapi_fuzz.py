@@ -45,7 +45,8 @@ def dev() -> Iterator[tuple[str, str]]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         # Quick retries: the seed task's refused start page ends it in a second, not after minutes of backoff.
-        cli = Cli(root / "data", SCRAPEQ_QUEUE_RETRY_BASE_S="0.1", **GENEROUS_LIMITS)
+        # Long polls answer within 0.3 s: a fuzzer sending `wait=30` to an empty feed would otherwise wait it out.
+        cli = Cli(root / "data", SCRAPEQ_QUEUE_RETRY_BASE_S="0.1", SCRAPEQ_FEED_MAX_WAIT_S="0.3", **GENEROUS_LIMITS)
         try:
             key = cli.new_key("fuzz", "kb_fuzz")
             yield cli.start_http("dev", root / "dev.log"), key

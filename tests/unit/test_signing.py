@@ -137,3 +137,17 @@ def test_jitter_stays_within_20_percent_and_retry_after_is_honoured() -> None:
         assert 24 <= webhook_delay_s(1, base_s=30) <= 36
     assert webhook_delay_s(1, base_s=30, retry_after_s=600, jitter=False) == 600
     assert webhook_delay_s(1, base_s=30, retry_after_s=10**9, jitter=False) == MAX_QUEUE_DELAY_S
+
+
+def test_the_module_level_verify_returns_the_event_of_a_fresh_delivery_and_refuses_others() -> None:
+    from scrapeq import webhooks
+
+    secret, old = new_webhook_secret(), new_webhook_secret()
+    body = b'{"type":"task.completed","data":{}}'
+    now = int(time.time())
+    headers = headers_for([secret], "evt_1", now, body)
+    assert webhooks.verify(body, headers, old, secret) == {"id": "evt_1", "type": "task.completed", "data": {}}
+    with pytest.raises(InvalidSignature):
+        webhooks.verify(body, headers, old)  # not signed with this secret
+    with pytest.raises(InvalidSignature):
+        webhooks.verify(body, headers_for([secret], "evt_1", now - 3600, body), secret)  # stale
