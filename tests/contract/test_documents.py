@@ -8,8 +8,8 @@ from datetime import timedelta
 
 from shared import keys
 from shared.backends.base import Backends
-from shared.models import Change, Document, Page, ScrapeRequest, Task, utcnow
-from shared.stores.documents import DocumentStore
+from shared.models import Change, Document, Page, ScrapeRequest, SitemapReport, Task, utcnow
+from shared.stores.documents import Discovery, DocumentStore
 from shared.stores.erasure import Eraser
 from shared.stores.tasks import TaskStore
 
@@ -62,3 +62,19 @@ async def test_erasure_removes_one_knowledge_base_whole_and_leaves_the_other(bac
     assert await TaskStore(backends.kv).get(TENANT, "b" * 32) is not None
     assert (await DocumentStore(backends.kv).stats(TENANT, "kb_b")).documents == 1
     assert (await eraser.erase_knowledge_base(TENANT, "kb_a")).keys == 0  # idempotent
+
+
+async def test_a_kept_sitemap_discovery_reads_back_compressed_and_goes_with_its_knowledge_base(
+    backends: Backends,
+) -> None:
+    documents = DocumentStore(backends.kv)
+    found = [f"https://site.test/docs/page-{n}.html" for n in range(2000)]
+    report = SitemapReport(files=2, urls=len(found))
+    assert await documents.put_discovery(TENANT, "kb_s", "d1", Discovery(found, report, 1_800_000_000.0))
+    raw = await backends.kv.get(keys.sitemap_discovery(TENANT, "kb_s", "d1"))
+    assert raw is not None and raw.startswith("z1:") and len(raw) < len("".join(found)) // 4
+    kept = await documents.discovery(TENANT, "kb_s", "d1")
+    assert kept == Discovery(found, report, 1_800_000_000.0)
+    assert await documents.discovery(TENANT, "kb_s", "other") is None
+    await Eraser(backends.kv).erase_knowledge_base(TENANT, "kb_s")
+    assert await documents.discovery(TENANT, "kb_s", "d1") is None
