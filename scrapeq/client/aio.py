@@ -12,7 +12,6 @@ import httpx
 import scrapeq.client.calls as calls
 from producer.knowledge import DocumentList, DocumentPublic, Erasure, KnowledgeBaseList
 from scrapeq.client.calls import TERMINAL, Call, RetryPolicy
-from scrapeq.client.exceptions import APIConnectionError, error_from, retry_after_of
 from shared.models import Page, TaskAccepted, TaskList, TaskPublic, TaskStatus
 
 T = TypeVar("T")
@@ -54,17 +53,11 @@ class AsyncClient:
                     call.method, call.path, params=call.query(), json=call.json, headers=call.headers, timeout=timeout
                 )
             except httpx.TransportError as exc:
-                pause = self.retry.pause_s(attempt, None, waited)
-                if pause is None:
-                    raise APIConnectionError(0, "unreachable", f"{type(exc).__name__}: {exc}") from exc
+                pause = calls.pause_or_raise(self.retry, attempt, waited, exc)
             else:
                 if response.status_code < 400:
                     return call.read(response)
-                pause = None
-                if response.status_code in calls.RETRY_STATUSES:
-                    pause = self.retry.pause_s(attempt, retry_after_of(response), waited)
-                if pause is None:
-                    raise error_from(response)
+                pause = calls.pause_or_raise(self.retry, attempt, waited, response)
             await asyncio.sleep(pause)
             attempt, waited = attempt + 1, waited + pause
 

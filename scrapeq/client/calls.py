@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 
 from producer.knowledge import DocumentList, Erasure, KnowledgeBaseList
+from scrapeq.client.exceptions import APIConnectionError, error_from, retry_after_of
 from shared.models import PageList, TaskAccepted, TaskList, TaskPublic, TaskStatus
 
 T = TypeVar("T")
@@ -56,6 +57,24 @@ class RetryPolicy:
         if pause > self.max_wait_s or waited_s + pause > self.budget_s:
             return None
         return pause
+
+
+def pause_or_raise(
+    policy: RetryPolicy, attempt: int, waited_s: float, failure: httpx.Response | httpx.TransportError
+) -> float:
+    """The pause before trying a failed call again (an error answer, or the service unreachable), or the typed
+    error to raise when it is not worth retrying or the policy's budget is spent."""
+    if isinstance(failure, httpx.TransportError):
+        pause = policy.pause_s(attempt, None, waited_s)
+        if pause is None:
+            raise APIConnectionError(0, "unreachable", f"{type(failure).__name__}: {failure}") from failure
+        return pause
+    pause = None
+    if failure.status_code in RETRY_STATUSES:
+        pause = policy.pause_s(attempt, retry_after_of(failure), waited_s)
+    if pause is None:
+        raise error_from(failure)
+    return pause
 
 
 def settings_from_env(base_url: str | None, api_key: str | None) -> tuple[str, str | None]:
