@@ -19,6 +19,7 @@ from shared.models import (
     KB_ID_PATTERN,
     TERMINAL,
     PageList,
+    Progress,
     ScrapeRequest,
     Task,
     TaskAccepted,
@@ -56,7 +57,16 @@ async def _public(tasks: TaskStore, task: Task, events: EventLog) -> TaskPublic:
     deliveries = None
     if task.request.webhook is not None:
         deliveries = await events.task_deliveries(task.tenant_id, task.task_id)
+    if task.status is TaskStatus.RUNNING:
+        # Between checkpoints the record lags: the running slice publishes its progress apart, every second.
+        live = await tasks.live_progress(task.tenant_id, task.task_id)
+        if live is not None and _total(live) > _total(task.progress):
+            task = task.model_copy(update={"progress": live})
     return task.public(cancel_requested=cancel, deliveries=deliveries)
+
+
+def _total(progress: Progress) -> int:
+    return progress.pages_done + progress.pages_failed + progress.pages_skipped
 
 
 @router.get("/health", tags=["service"], responses=problem_responses(503))

@@ -59,6 +59,11 @@ def task_state(tenant_id: str, task_id: str) -> str:
     return f"tenant:{tenant_id}:task:{task_id}:state"
 
 
+def task_progress(tenant_id: str, task_id: str) -> str:
+    """A running task's progress between checkpoints (read by GET /tasks/{id}; gone when the task ends)."""
+    return f"tenant:{tenant_id}:task:{task_id}:progress"
+
+
 def task_claim(tenant_id: str, task_id: str) -> str:
     """Which delivery is running the task's current slice (collapses duplicate deliveries)."""
     return f"tenant:{tenant_id}:task:{task_id}:claim"

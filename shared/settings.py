@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     frontier_max_factor: int = Field(default=20, ge=1)
     #: How often a running crawl looks for a cancel request.
     cancel_check_interval_s: float = Field(default=0.5, ge=0)
+    #: How often a running crawl publishes its progress between checkpoints (one KV write each: ≥ 1 s on
+    #: Workers KV, whose limit is one write a second per key).
+    progress_interval_s: float = Field(default=1.0, ge=0)
     robots_cache_ttl_s: float = Field(default=3600.0, ge=0)
 
     # --- politeness and the port rule (consumer; README "Crawl rules"). Per consumer process, not global.

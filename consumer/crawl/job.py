@@ -150,6 +150,7 @@ class CrawlHandler:
             clock=self.clock,
             cancel_requested=cancel_requested,
             on_page=self._page_events(task),
+            on_progress=lambda progress: self.store.save_live_progress(task.tenant_id, task.task_id, progress),
             start_budget_s=self._start_budget_s(task) if state.next_seq == 0 else None,
             shutdown=self.shutdown,
         )

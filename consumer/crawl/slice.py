@@ -40,6 +40,8 @@ GONE_STATUS = frozenset({404, 410})
 
 PageHook = Callable[[int, Page, Progress], Awaitable[None]]
 """Called after a page is stored, with its sequence number and the progress so far (for page events)."""
+ProgressHook = Callable[[Progress], Awaitable[None]]
+"""Called with the progress so far, at most every `progress_interval_s` while pages are committed."""
 
 
 class Shutdown:
@@ -89,6 +91,7 @@ class CrawlSlice:
         clock: Clock,
         cancel_requested: Callable[[], Awaitable[bool]],
         on_page: PageHook | None = None,
+        on_progress: ProgressHook | None = None,
         start_budget_s: float | None = None,
         shutdown: Shutdown | None = None,
     ) -> None:
@@ -101,6 +104,8 @@ class CrawlSlice:
         self.clock = clock
         self.cancel_requested = cancel_requested
         self.on_page = on_page
+        self.on_progress = on_progress
+        self._progress_sent_at = float("-inf")
         #: What is left of the start page's budget when an earlier delivery already tried it.
         self.start_budget_s = start_budget_s
         self.shutdown = shutdown
@@ -149,6 +154,7 @@ class CrawlSlice:
                 failure = await self._commit_ready(waker)
                 if failure is not None:
                     return SliceResult(self._state(), finished=True, start_failure=failure)
+                await self._publish_progress()
         finally:
             for pending in self.window.values():
                 pending.cancel()
@@ -347,6 +353,13 @@ class CrawlSlice:
                 continue
             self.seen.add(key)
             self.frontier.append(FrontierEntry(url=link, depth=depth))
+
+    async def _publish_progress(self) -> None:
+        now = self.clock()
+        if self.on_progress is None or now - self._progress_sent_at < self.settings.progress_interval_s:
+            return
+        self._progress_sent_at = now
+        await self.on_progress(self.progress.model_copy())
 
     async def _cancelled(self) -> bool:
         now = self.clock()

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from shared import keys
 from shared.errors import InvalidInput
-from shared.models import TERMINAL, CrawlState, Page, Task, TaskStatus
+from shared.models import TERMINAL, CrawlState, Page, Progress, Task, TaskStatus
 from shared.ports import KeyValueStore, Reservations, scan
 
 T = TypeVar("T")
@@ -199,6 +199,14 @@ class TaskStore:
 
     async def discard_crawl_state(self, tenant_id: str, task_id: str) -> None:
         await self.kv.delete(keys.task_state(tenant_id, task_id))
+        await self.kv.delete(keys.task_progress(tenant_id, task_id))
+
+    async def save_live_progress(self, tenant_id: str, task_id: str, progress: Progress) -> None:
+        await self.kv.put(keys.task_progress(tenant_id, task_id), progress.model_dump_json())
+
+    async def live_progress(self, tenant_id: str, task_id: str) -> Progress | None:
+        raw = await self.kv.get(keys.task_progress(tenant_id, task_id))
+        return Progress.model_validate_json(raw) if raw else None
         await self.kv.delete(keys.task_claim(tenant_id, task_id))
 
     async def get_claim(self, tenant_id: str, task_id: str) -> Claim | None:

@@ -10,7 +10,7 @@ import pytest
 from consumer.fetch.client import build_client
 from consumer.handler import JobHandler, make_handler
 from shared.backends.base import Backends
-from shared.models import CrawlJob, Format, ScrapeRequest, Task, TaskStatus
+from shared.models import CrawlJob, Format, Progress, ScrapeRequest, Task, TaskStatus
 from shared.settings import Settings
 from shared.stores.tasks import TaskStore
 from tests.conftest import make_settings
@@ -226,3 +226,24 @@ async def test_a_slice_ahead_of_the_visible_checkpoint_waits_instead_of_being_dr
     done = await finished(backends, task)
     assert done.status is TaskStatus.FAILED
     assert done.error is not None and done.error.code == "checkpoint_lost"
+
+
+async def test_a_running_slice_publishes_its_progress_between_checkpoints(
+    site: str, backends: Backends, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path, slice_max_pages=100, crawl_concurrency=2, progress_interval_s=0)
+    published: list[int] = []
+    save = TaskStore.save_live_progress
+
+    async def spy(self: TaskStore, tenant_id: str, task_id: str, progress: Progress) -> None:
+        published.append(progress.pages_done)
+        await save(self, tenant_id, task_id, progress)
+
+    monkeypatch.setattr(TaskStore, "save_live_progress", spy)
+    task = await start(backends, site + "/index.html", limit=30)
+    async with build_client(settings) as client:
+        assert await drain(backends, make_handler(settings, backends, client=client)) == 1  # one slice
+    # Published as pages were committed, before the slice's one checkpoint at its end.
+    assert published == sorted(published) and published[-1] == 30
+    assert len([done for done in published if 0 < done < 30]) >= 10
+    assert await TaskStore(backends.kv).live_progress(TENANT, task.task_id) is None  # gone once the task ended
