@@ -12,7 +12,7 @@ import httpx
 import scrapeq.client.calls as calls
 from producer.knowledge import DocumentList, DocumentPublic, Erasure, KnowledgeBaseList
 from scrapeq.client.calls import TERMINAL, Call, RetryPolicy
-from shared.models import Page, TaskAccepted, TaskList, TaskPublic, TaskStatus
+from shared.models import Page, PageList, TaskAccepted, TaskList, TaskPublic, TaskStatus
 
 T = TypeVar("T")
 
@@ -84,6 +84,22 @@ class AsyncClient:
         limit: int = 50,
     ) -> TaskList:
         return await self._run(calls.tasks(knowledge_base_id, status, cursor, limit))
+
+    async def page_list(self, task_id: str, *, cursor: str | None = None, limit: int = 50) -> PageList:
+        """One cursor page of the task's pages (`pages()` walks them all)."""
+        return await self._run(calls.pages(task_id, cursor, limit))
+
+    async def document_list(
+        self,
+        knowledge_base_id: str,
+        *,
+        cursor: str | None = None,
+        limit: int = 50,
+        changed_since: str | None = None,
+        url: str | None = None,
+    ) -> DocumentList:
+        """One cursor page of the knowledge base's documents (`documents()` walks them all)."""
+        return await self._run(calls.documents(knowledge_base_id, cursor, limit, changed_since, url))
 
     async def pages(self, task_id: str, *, page_size: int = 50) -> AsyncIterator[Page]:
         """Every page of the task in crawl order, fetching the next cursor page only when it is reached."""

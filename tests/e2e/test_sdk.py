@@ -94,6 +94,11 @@ def test_submit_wait_pages_and_the_knowledge_base(service: Service) -> None:
         rest = list(pages)
         assert len(rest) == PAGES - 1 and requests.count(f"/tasks/{task.task_id}/pages") == 3  # 5 + 5 + 2
         assert all(page.markdown for page in [first, *rest])
+        # One cursor page at a time, for callers that keep the cursor themselves.
+        head = client.page_list(task.task_id, limit=5)
+        tail = client.page_list(task.task_id, cursor=head.next_cursor, limit=100)
+        assert [p.url for p in head.pages + tail.pages] == [p.url for p in [first, *rest]]
+        assert tail.next_cursor is None
 
         listed = client.tasks(knowledge_base_id="docs")
         assert task.task_id in [t.task_id for t in listed.tasks]
@@ -104,6 +109,9 @@ def test_submit_wait_pages_and_the_knowledge_base(service: Service) -> None:
         assert kbs["docs"].documents == PAGES
         documents = list(client.documents("docs", page_size=5))
         assert len(documents) == PAGES and {d.change.value for d in documents} == {"new"}
+        some = client.document_list("docs", limit=5)
+        more = client.document_list("docs", cursor=some.next_cursor, limit=100)
+        assert [d.url for d in some.documents + more.documents] == [d.url for d in documents]
         erased = client.erase_document("docs", service.site.url("/p0.html"))
         assert erased.documents == 1
         assert len(list(client.documents("docs"))) == PAGES - 1
@@ -160,6 +168,9 @@ def test_the_async_client_does_the_same(service: Service) -> None:
             pages = [page async for page in client.pages(task.task_id, page_size=5)]
             assert len(pages) == PAGES
             assert len([d async for d in client.documents("docs", page_size=5)]) == PAGES
+            head = await client.page_list(task.task_id, limit=5)
+            assert len(head.pages) == 5 and head.next_cursor is not None
+            assert len((await client.document_list("docs", limit=PAGES)).documents) == PAGES
             assert (await client.tasks(knowledge_base_id="docs")).tasks[0].task_id == task.task_id
             assert (await client.events(task.task_id))["events"][-1]["type"] == "task.completed"
             with pytest.raises(NotFoundError):
