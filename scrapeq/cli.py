@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from scrapeq import cli_cloudflare, logs, requirements
+from scrapeq import cli_client, cli_cloudflare, logs, requirements
 from scrapeq.transfer import export_lines, import_lines
 from shared.backends.factory import open_backends
 from shared.errors import ApiError, ScrapeqError
@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--input", "-i", help="file (default: stdin)")
     _json_flag(imp)
     cli_cloudflare.add_parser(sub, account_commands=add_account_commands)
+    cli_client.add_parser(sub)
     return parser
 
 
@@ -250,13 +251,17 @@ def _print_demo(settings: Settings, demo: tuple[Tenant, str] | None) -> None:
 scrapeq dev: created a demo tenant {tenant.tenant_id} (knowledge base {DEMO_KB}) and an API key.
 The key is shown only now (stored as a hash):
 
-  export SCRAPEQ_KEY={api_key}
+  export SCRAPEQ_API_KEY={api_key} SCRAPEQ_API_URL={base}
 
-  curl -s -X POST {base}/scrape -H "Authorization: Bearer $SCRAPEQ_KEY" \\
+  curl -s -X POST {base}/scrape -H "Authorization: Bearer $SCRAPEQ_API_KEY" \\
        -H 'Content-Type: application/json' \\
        -d '{{"url": "https://example.com/", "knowledge_base_id": "{DEMO_KB}", "limit": 5}}'
-  curl -s {base}/tasks/<task_id> -H "Authorization: Bearer $SCRAPEQ_KEY"
-  curl -s {base}/tasks/<task_id>/pages -H "Authorization: Bearer $SCRAPEQ_KEY"
+  curl -s {base}/tasks/<task_id> -H "Authorization: Bearer $SCRAPEQ_API_KEY"
+  curl -s {base}/tasks/<task_id>/pages -H "Authorization: Bearer $SCRAPEQ_API_KEY"
+
+Or with the command line (in another shell, after the export above):
+
+  scrapeq crawl https://example.com/ --kb {DEMO_KB} --limit 5 --wait --out pages/
 
 API docs: {base}/docs
 """,
@@ -282,6 +287,8 @@ def _account_command(args: argparse.Namespace) -> Callable[[Accounts], Awaitable
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command in cli_client.COMMANDS:
+            return cli_client.run(args)
         if args.command == "cloudflare":
             return cli_cloudflare.run(args, account_command=_account_command(args))
         settings = _settings(args)

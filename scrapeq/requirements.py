@@ -26,6 +26,10 @@ class Need:
 #: (consumer/fetch/client.py imports consumer/fetch/aiohttp_transport.py lazily, when the first crawl starts).
 UVICORN = Need("uvicorn", "uvicorn", "to serve the API")
 AIOHTTP = Need("aiohttp", "aiohttp", "the consumer's fetch engine; SCRAPEQ_FETCH_ENGINE=httpx does without it")
+#: The client commands' progress bar (scrapeq/watch.py) and the MCP server (scrapeq/mcp_server.py), both imported
+#: only by the commands that use them.
+RICH = Need("rich", "rich", "to draw the progress bar")
+MCP = Need("mcp", "mcp", "the MCP SDK")
 
 
 class MissingPackage(ScrapeqError):
@@ -33,8 +37,12 @@ class MissingPackage(ScrapeqError):
 
 
 def needs(command: str, settings: Settings) -> list[Need]:
-    """What `command` (dev, serve or worker) imports beyond the core, under `settings`."""
+    """What `command` (dev, serve, worker, or a client command) imports beyond the core, under `settings`."""
     found = []
+    if command in ("crawl", "task"):
+        found.append(RICH)
+    if command == "mcp":
+        found.append(MCP)
     if command in ("dev", "serve"):
         found.append(UVICORN)
     if command in ("dev", "worker") and settings.fetch_engine == "aiohttp":

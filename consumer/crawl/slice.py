@@ -40,8 +40,7 @@ GONE_STATUS = frozenset({404, 410})
 
 PageHook = Callable[[int, Page, Progress], Awaitable[None]]
 """Called after a page is stored, with its sequence number and the progress so far (for page events)."""
-ProgressHook = Callable[[Progress], Awaitable[None]]
-"""Called with the progress so far, at most every `progress_interval_s` while pages are committed."""
+ProgressHook = Callable[[Progress], Awaitable[None]]  # the progress so far, at most every `progress_interval_s`
 
 
 class Shutdown:

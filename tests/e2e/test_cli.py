@@ -89,7 +89,7 @@ def test_dev_creates_a_demo_key_that_works_and_prints_curl_lines(tmp_path: Path)
         while b"API docs" not in banner and time.monotonic() < deadline:
             banner += proc.stdout.readline()
         text = banner.decode()
-        api_key = text.split("SCRAPEQ_KEY=", 1)[1].split()[0]
+        api_key = text.split("SCRAPEQ_API_KEY=", 1)[1].split()[0]
         assert "curl -s -X POST" in text and f"{base}/scrape" in text
         answer = httpx.get(f"{base}/tasks", headers={"Authorization": f"Bearer {api_key}"})
         assert answer.status_code == 200

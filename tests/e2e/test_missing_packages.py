@@ -73,3 +73,24 @@ def test_nothing_is_missing_in_the_default_install() -> None:
 def test_without_scrapeqs_metadata_the_hint_names_bare_packages(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(requirements, "DISTRIBUTION", "no-such-distribution-anywhere")
     assert requirements.install_hint(["uvicorn"]) == "pip install 'uvicorn'"
+
+
+@pytest.mark.parametrize(
+    ("argv", "blocked"),
+    [
+        (["crawl", "http://127.0.0.1:9/", "--kb", "docs", "--wait"], "rich"),
+        (["task", "0" * 32], "rich"),
+        (["mcp"], "mcp"),
+    ],
+)
+def test_the_client_commands_name_what_they_miss(tmp_path: Path, argv: list[str], blocked: str) -> None:
+    done = run_blocked([blocked], argv, tmp_path / "data")
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"scrapeq: error: scrapeq {argv[0]} needs {blocked} (") and f"'{PINS[blocked]}'" in line
+
+
+def test_the_commands_that_do_not_draw_need_no_rich(tmp_path: Path) -> None:
+    # `tasks` reaches for the service (none listens there: exit 3), never for rich.
+    done = run_blocked(["rich"], ["tasks", "--api-url", "http://127.0.0.1:9"], tmp_path / "data")
+    assert done.returncode == 3 and "cannot reach the service" in done.stderr, done.stderr
