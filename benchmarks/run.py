@@ -114,7 +114,7 @@ def _extract(runtime: str) -> Argv:
     return argv
 
 
-def _producer(target: str, quotas: str = "high") -> Argv:
+def _producer(target: str, quotas: str = "high", *, observe: bool = False) -> Argv:
     def argv(ctx: Context, scratch: Path) -> list[str]:
         k = ctx.knobs
         return [
@@ -122,6 +122,7 @@ def _producer(target: str, quotas: str = "high") -> Argv:
             _script("producer_bench.py"),
             *("--target", target, "--quotas", quotas, "--work-dir", str(scratch / "server")),
             *("--connections", str(k.connections), "--duration-s", str(k.duration_s)),
+            *(["--observe"] if observe else []),
         ]
 
     return argv
@@ -152,6 +153,7 @@ ROWS = [
     Row("extract.pyodide", _extract("pyodide")),
     Row("producer.scrapeq", _producer("scrapeq")),
     Row("producer.scrapeq_noquota", _producer("scrapeq", quotas="off")),
+    Row("producer.scrapeq_observed", _producer("scrapeq", observe=True)),
     Row("producer.bare", _producer("bare")),
     Row("queue.latency", _latency),
     Row("queue.throughput", _throughput),

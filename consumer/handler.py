@@ -16,6 +16,7 @@ from consumer.crawl.visit import Visitor
 from consumer.decision import ACK, Decision, retry
 from consumer.fetch.fetcher import Fetcher
 from consumer.webhooks import WebhookSender
+from shared import tracing
 from shared.backends.base import Backends
 from shared.ports import Clock, JobQueue, JsonObject
 from shared.settings import Settings
@@ -35,16 +36,30 @@ class JobHandler:
         self.settings = settings
 
     async def handle(self, body: JsonObject, *, message_id: str, attempts: int) -> Decision:
-        if body.get("kind") == "webhook":
-            # A delivery schedules its own next attempt as a new message: the queue's retries stay for crashes.
-            await self.webhooks.handle(body)
-            return ACK
-        return await self.crawls.handle(body, message_id=message_id, attempts=attempts)
+        """Every log line of the message's work carries its request id, tenant and task (`message_trace`)."""
+        with tracing.traced(message_trace(body)):
+            if body.get("kind") == "webhook":
+                # A delivery schedules its own next attempt as a new message: the queue's retries stay for crashes.
+                await self.webhooks.handle(body)
+                return ACK
+            return await self.crawls.handle(body, message_id=message_id, attempts=attempts)
 
     async def handle_dead_letter(self, body: JsonObject) -> None:
         """A message that exhausted its retries: its task fails instead of waiting forever."""
         if body.get("kind") != "webhook":
-            await self.crawls.handle_dead_letter(body)
+            with tracing.traced(message_trace(body)):
+                await self.crawls.handle_dead_letter(body)
+
+
+def message_trace(body: JsonObject) -> tracing.Trace:
+    """The trace a message carries: its request id, tenant and task (a webhook job names its task's event only;
+    the delivery adds the task once it has read the event)."""
+
+    def text(name: str) -> str | None:
+        value = body.get(name)
+        return value if isinstance(value, str) else None
+
+    return tracing.Trace(request_id=text("request_id"), tenant_id=text("tenant_id"), task_id=text("task_id"))
 
 
 def make_handler(
@@ -87,8 +102,15 @@ def make_handler(
         settings=settings,
         clock=clock,
         shutdown=shutdown,
+        usage=backends.usage,
     )
     webhooks = WebhookSender(
-        events=events, accounts=Accounts(kv), client=client, jobs=jobs, settings=settings, clock=clock
+        events=events,
+        accounts=Accounts(kv),
+        client=client,
+        jobs=jobs,
+        settings=settings,
+        clock=clock,
+        usage=backends.usage,
     )
     return JobHandler(crawls=crawls, webhooks=webhooks, settings=settings)

@@ -11,13 +11,14 @@ import httpx
 from pydantic import ValidationError
 
 from consumer.fetch.addresses import AddressRefused
-from shared import signing
+from shared import signing, telemetry, tracing
 from shared.models import Delivery, DeliveryStatus, utcnow
 from shared.ports import Clock, JobQueue, JsonObject
 from shared.retry import retry_after_s, webhook_delay_s
 from shared.settings import Settings
 from shared.stores.accounts import Accounts
 from shared.stores.events import Event, EventLog, WebhookJob
+from shared.stores.usage import WEBHOOKS_DELIVERED, WEBHOOKS_FAILED, UsageLedger, record
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,9 @@ class WebhookSender:
         jobs: JobQueue,
         settings: Settings,
         clock: Clock,
+        usage: UsageLedger | None = None,
     ) -> None:
+        self.usage = usage
         self.events = events
         self.accounts = accounts
         self.client = client
@@ -72,6 +75,7 @@ class WebhookSender:
         delivery = await self.events.delivery(job.tenant_id, job.event_id)
         if event is None or delivery is None or delivery.status is not DeliveryStatus.PENDING:
             return  # expired, unknown, or already settled by an earlier copy of this job
+        tracing.note(task_id=event.task_id)  # the delivery's log lines name the event's task
         if job.attempt <= delivery.attempts:
             return  # a duplicate of an attempt that already ran
         tenant = await self.accounts.get_tenant(job.tenant_id)
@@ -115,14 +119,26 @@ class WebhookSender:
             # The next attempt is queued before the record says so: a crash in between leaves a pending
             # delivery that still has its next attempt, never one that waits forever.
             next_job = job.model_copy(update={"attempt": job.attempt + 1})
-            await self.jobs.send(next_job.model_dump(mode="json"), delay_s=delay_s)
+            await self.jobs.send(next_job.model_dump(mode="json", exclude_none=True), delay_s=delay_s)
         await self.events.save_delivery(job.tenant_id, delivery)
+        # Per delivery, not per attempt: counted once it succeeds, or once it gives up (its last attempt, a 410).
+        settled = {DeliveryStatus.DELIVERED: WEBHOOKS_DELIVERED, DeliveryStatus.FAILED: WEBHOOKS_FAILED}
+        if delivery.status in settled:
+            await record(self.usage, job.tenant_id, {settled[delivery.status]: 1})
+        telemetry.recorder().webhook(job.tenant_id, telemetry.WEBHOOK_OUTCOME[delivery.status.value])
         log.info(
             "webhook %s attempt %d: %s",
             job.event_id,
             job.attempt,
             delivery.status.value if not attempt.error else attempt.error,
-            extra={"tenant_id": job.tenant_id},
+            extra={
+                "tenant_id": job.tenant_id,
+                "event_id": job.event_id,
+                "event_type": delivery.type,
+                "attempt": job.attempt,
+                "delivery_status": delivery.status.value,
+                "http_status": attempt.status_code,
+            },
         )
 
 

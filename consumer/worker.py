@@ -8,6 +8,8 @@ from workers import WorkerEntrypoint  # type: ignore[import-not-found]
 
 from consumer.fetch.client import build_client
 from consumer.handler import JobHandler, make_handler
+from shared import logformat
+from shared.backends import analytics
 from shared.backends.cloudflare import cloudflare_backends, dispatch_batch, settings_from_env
 from shared.ports import Message
 
@@ -21,6 +23,8 @@ def handler_for(env: Any) -> JobHandler:
         from js import fetch  # type: ignore[import-not-found]
 
         settings = settings_from_env(env)
+        logformat.install(settings.log_level, settings.log_format)  # console output becomes Workers Logs
+        analytics.install_from_env(env)  # operator metrics as Analytics Engine data points, if bound
         _handler = make_handler(settings, cloudflare_backends(env), client=build_client(settings, js_fetch=fetch))
     return _handler
 

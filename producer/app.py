@@ -8,10 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from producer import feeds, knowledge, problems
+from producer import audit_api, feeds, knowledge, problems, usage_api
+from producer.dashboard import serving as dashboard
 from producer.deps import Services
 from producer.fastpath import SubmitFastPath
 from producer.middleware import BodyLimitMiddleware, RateLimitMiddleware, ip_policy
+from producer.requestid import RequestIdMiddleware
+from producer.requestmetrics import RequestMetricsMiddleware
 from producer.routes import router
 from shared.backends.base import Backends
 from shared.backends.factory import open_backends
@@ -61,8 +64,13 @@ def create_app(
         policy=ip_policy(settings),
         client_ip_header=settings.client_ip_header,
     )
+    app.add_middleware(RequestMetricsMiddleware, routes=app.router.routes)  # outside the limits: counts their 429s
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer has its id, every line of it the id
     problems.install(app)
     app.include_router(router)
     app.include_router(feeds.router)
     app.include_router(knowledge.router)
+    app.include_router(dashboard.router)
+    app.include_router(audit_api.router)
+    app.include_router(usage_api.router)
     return app

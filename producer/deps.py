@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from producer.middleware import note_decision, rate_policies, refusal
+from shared import tracing
 from shared.backends.base import Backends
 from shared.errors import Unauthorized
 from shared.guard import AddressPolicy
@@ -107,6 +108,7 @@ async def authenticate(request: Request) -> Principal:
         tenant, key = await services.accounts.authenticate(token.strip())
     except Unauthorized as exc:
         raise Unauthorized(exc.detail, headers=_INVALID) from None
+    tracing.note(tenant_id=tenant.tenant_id)  # the access line names the tenant, refused or not
     limiters = services.limiters
     key_policy, tenant_policy = rate_policies(services.settings, tenant)
     for limiter, subject, policy in (

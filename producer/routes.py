@@ -30,6 +30,7 @@ from shared.models import (
 from shared.stores.events import EventLog
 from shared.stores.quotas import Quotas
 from shared.stores.tasks import TaskStore
+from shared.stores.usage import TASKS_SUBMITTED, record
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -144,6 +145,8 @@ async def accept(body: ScrapeRequest, principal: Principal, request: Request) ->
         status_url=f"/tasks/{task.task_id}",
         created_at=task.created_at,
     )
+    if created:
+        await record(services.backends.usage, task.tenant_id, {TASKS_SUBMITTED: 1}, at=task.created_at)
     headers = {"Location": accepted.status_url}
     if not created:
         headers["Idempotent-Replayed"] = "true"

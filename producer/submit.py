@@ -12,6 +12,7 @@ import uuid
 from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+from shared import telemetry, tracing
 from shared.errors import (
     BlockedAddress,
     Forbidden,
@@ -133,6 +134,7 @@ async def submit(
     original's task, or 409 while the original is still being written; a request that fails gives its key back.
     """
     task = Task(task_id=uuid.uuid4().hex, tenant_id=tenant.tenant_id, request=request)
+    tracing.note(task_id=task.task_id)
     record = None
     if idempotency_key is not None:
         record = IdempotencyRecord(
@@ -162,7 +164,8 @@ async def _create(task: Task, *, tasks: TaskStore, ledger: QuotaLedger, jobs: Jo
         await ledger.release(tenant_id, task.task_id)  # a task that never was holds no place
         raise
     try:
-        await jobs.send(CrawlJob(tenant_id=tenant_id, task_id=task.task_id).model_dump(mode="json"))
+        job = CrawlJob(tenant_id=tenant_id, task_id=task.task_id, request_id=tracing.request_id())
+        await jobs.send(job.model_dump(mode="json", exclude_none=True))
     except Exception as exc:
         log.exception("enqueue failed", extra={"task_id": task.task_id, "tenant_id": tenant_id})
         task.status = TaskStatus.FAILED
@@ -176,6 +179,7 @@ async def _create(task: Task, *, tasks: TaskStore, ledger: QuotaLedger, jobs: Jo
             _abandon_later(task, tasks, ledger)
         raise ServiceUnavailable("the job queue is unavailable; retry later", headers={"Retry-After": "5"}) from exc
     log.debug("task queued", extra={"task_id": task.task_id, "tenant_id": tenant_id})
+    telemetry.recorder().task_submitted(tenant_id)
 
 
 async def _abandon(task: Task, tasks: TaskStore, ledger: QuotaLedger) -> None:

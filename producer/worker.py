@@ -8,6 +8,8 @@ from typing import Any
 from workers import WorkerEntrypoint  # type: ignore[import-not-found]
 
 from producer.app import create_app
+from shared import logformat
+from shared.backends import analytics
 from shared.backends.cloudflare import cloudflare_backends, cloudflare_rate_limiters, settings_from_env
 from shared.ratelimit import LayeredLimiter, Limiters, RateLimiter
 from shared.settings import Settings
@@ -25,6 +27,8 @@ def app_for(env: Any) -> Any:
     global _app
     if _app is None:
         settings = settings_from_env(env)
+        logformat.install(settings.log_level, settings.log_format)  # console output becomes Workers Logs
+        analytics.install_from_env(env)  # operator metrics as Analytics Engine data points, if bound
         settled = max(settings.quota_settle_s, KV_SETTLE_S)
         settings = settings.model_copy(update={"client_ip_header": CLIENT_IP_HEADER, "quota_settle_s": settled})
         _app = create_app(settings, backends=cloudflare_backends(env), limiters=limiters_for(env, settings))

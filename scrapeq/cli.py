@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from scrapeq import cli_client, cli_cloudflare, logs, requirements
+from scrapeq import cli_audit, cli_client, cli_cloudflare, cli_usage, logs, requirements
 from scrapeq.transfer import export_lines, import_lines
 from shared.backends.factory import open_backends
 from shared.errors import ApiError, ScrapeqError
@@ -53,11 +53,12 @@ def _parser() -> argparse.ArgumentParser:
     _json_flag(imp)
     cli_cloudflare.add_parser(sub, account_commands=add_account_commands)
     cli_client.add_parser(sub)
+    cli_usage.add_parser(sub)
     return parser
 
 
 def add_account_commands(sub: Subcommands, *, flags: Callable[[argparse.ArgumentParser], None] = _no_flags) -> None:
-    """`tenant …` and `key …` under `sub`; `flags` adds options to every one of them (`--env` on Cloudflare)."""
+    """`tenant …`, `key …` and `audit` under `sub`; `flags` adds options to each of them (`--env` on Cloudflare)."""
     tenant_cmd = sub.add_parser("tenant", help="tenants")
     tenant_cmd.set_defaults(subject="tenant")
     tenant = tenant_cmd.add_subparsers(dest="action", required=True)
@@ -101,6 +102,7 @@ def add_account_commands(sub: Subcommands, *, flags: Callable[[argparse.Argument
         if action == "rotate":
             cmd.add_argument("--grace-s", type=float, default=24 * 3600, help="seconds the old key keeps working")
         _leaf(flags, cmd)
+    cli_audit.add_parser(sub, leaf=lambda cmd: _leaf(flags, cmd))
 
 
 def _leaf(flags: Callable[[argparse.ArgumentParser], None], cmd: argparse.ArgumentParser) -> None:
@@ -273,7 +275,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
     requirements.check(args.command, settings)  # before anything starts: a missing package is one clear line
     from scrapeq.processes import serve  # imports uvicorn, which the Workers never load
 
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     if args.command == "dev":
         _print_demo(settings, asyncio.run(ensure_demo(settings)))
     asyncio.run(serve(settings, api=args.command != "worker", consumer=args.command != "serve"))
@@ -281,7 +283,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
 
 def _account_command(args: argparse.Namespace) -> Callable[[Accounts], Awaitable[None]]:
     """The `tenant …` or `key …` command of `args`, to run over any store's accounts (local or Cloudflare)."""
-    return lambda accounts: (_tenant if args.subject == "tenant" else _key)(args, accounts)
+    commands = {"tenant": _tenant, "key": _key, cli_audit.SUBJECT: cli_audit.show}
+    return lambda accounts: commands[args.subject](args, accounts)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -292,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "cloudflare":
             return cli_cloudflare.run(args, account_command=_account_command(args))
         settings = _settings(args)
+        if args.command == cli_usage.COMMAND:
+            return cli_usage.run(args, settings)
         if args.command in ("dev", "serve", "worker"):
             _run(args, settings)
         elif args.command in ("export", "import"):

@@ -373,7 +373,8 @@ def build(client: AsyncClient) -> MCPServer:
 def serve(base_url: str | None, api_key: str | None) -> None:
     """Run the MCP server on stdin/stdout until the client hangs up (`SCRAPEQ_API_URL` / `SCRAPEQ_API_KEY` by
     default). Only the protocol goes to stdout; logs go to stderr."""
-    logs.configure(os.environ.get("SCRAPEQ_LOG_LEVEL", "WARNING"))
+    fmt = "json" if os.environ.get("SCRAPEQ_LOG_FORMAT", "").strip().lower() == "json" else "text"
+    logs.configure(os.environ.get("SCRAPEQ_LOG_LEVEL", "WARNING"), fmt)
 
     async def run() -> None:
         client = AsyncClient(base_url, api_key, retry=RETRY)

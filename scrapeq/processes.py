@@ -10,15 +10,20 @@ import logging
 import math
 import signal
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from consumer.local import run_worker
 from producer.app import create_app
+from scrapeq import prometheus
 from shared.backends.base import Backends
 from shared.backends.factory import open_backends
-from shared.ports import JobQueue
 from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.backends.sqlite.store import SqliteQueue
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +50,19 @@ def _install_stop(stop: asyncio.Event, server: _Server | None) -> None:
         loop.add_signal_handler(sig, request_stop)
 
 
-def _server(settings: Settings, backends: Backends[JobQueue]) -> _Server:
-    app = create_app(settings, backends=backends)
+def _server(settings: Settings, backends: Backends[SqliteQueue]) -> _Server:
+    app: ASGIApp = create_app(settings, backends=backends)
+    if token := settings.metrics_token.get_secret_value():
+        app = prometheus.MetricsEndpoint(app, token=token, jobs=backends.jobs, dead_letters=backends.dead_letters)
     config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        # The API writes its own access line (producer/requestid.py); uvicorn's loggers go to the root handler,
+        # so every line has the configured format.
         access_log=False,
+        log_config=None,
         # On SIGTERM: take no connection, finish the requests in flight (up to the grace), then stop.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
     )
@@ -61,6 +71,7 @@ def _server(settings: Settings, backends: Backends[JobQueue]) -> _Server:
 
 async def serve(settings: Settings, *, api: bool, consumer: bool) -> None:
     """Run the API and/or the consumer over the embedded backends until SIGINT/SIGTERM."""
+    prometheus.install(settings)  # before anything counts: this process's figures go to the data dir's metrics/
     backends = open_backends(settings)
     stop = asyncio.Event()
     server = _server(settings, backends) if api else None

@@ -30,6 +30,8 @@ AIOHTTP = Need("aiohttp", "aiohttp", "the consumer's fetch engine; SCRAPEQ_FETCH
 #: only by the commands that use them.
 RICH = Need("rich", "rich", "to draw the progress bar")
 MCP = Need("mcp", "mcp", "the MCP SDK")
+#: The operator metrics every local process records (scrapeq/processes.py imports scrapeq/prometheus.py).
+PROMETHEUS = Need("prometheus_client", "prometheus-client", "the operator metrics")
 
 
 class MissingPackage(ScrapeqError):
@@ -47,6 +49,8 @@ def needs(command: str, settings: Settings) -> list[Need]:
         found.append(UVICORN)
     if command in ("dev", "worker") and settings.fetch_engine == "aiohttp":
         found.append(AIOHTTP)
+    if command in ("dev", "serve", "worker"):
+        found.append(PROMETHEUS)
     return found
 
 

@@ -233,8 +233,7 @@ class Task(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: TaskError | None = None
-    #: Slices run so far (a long crawl continues in follow-up messages).
-    slices: int = 0
+    slices: int = 0  # slices run so far (a long crawl continues in follow-up messages)
     #: While the start page is being tried again: when its first attempt began (epoch s), for its time budget.
     start_page_since: float | None = None
     #: Times a dead-lettered slice message was sent again (deliveries lost to crashes are not the slice's fault).
@@ -370,12 +369,13 @@ class PageList(BaseModel):
 
 
 class CrawlJob(BaseModel):
-    """Queue message: run slice `slice` of a task's crawl."""
+    """Queue message: run slice `slice` of a task's crawl (`request_id`: the submit's X-Request-ID, if any)."""
 
     kind: Literal["crawl"] = "crawl"
     tenant_id: str
     task_id: str
     slice: int = 0
+    request_id: str | None = None
 
 
 class FrontierEntry(BaseModel):

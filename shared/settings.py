@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     log_level: str = "INFO"
+    #: `text` (a line with key=value fields) or `json` (one object per line, for log search).
+    log_format: Literal["text", "json"] = "text"
 
     # --- network guard
     #: CIDRs exempt from the guard (tests, intranets). Comma-separated in the environment.
@@ -126,6 +128,17 @@ class Settings(BaseSettings):
     #: How long a new task index key may take to show in every KV listing: the pages-per-day sum is checkpointed
     #: only for keys older than this (a Worker uses at least 120 s, KV's propagation being up to ~60 s).
     quota_settle_s: float = Field(default=1.0, ge=0)
+
+    # --- operator metrics (local processes)
+    #: `GET /metrics` on the API answers only with `Authorization: Bearer <this>`; empty: not served at all.
+    metrics_token: SecretStr = Field(default=SecretStr(""))
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_token(cls, value: SecretStr) -> SecretStr:
+        if 0 < len(value.get_secret_value()) < 16:
+            raise ValueError("SCRAPEQ_METRICS_TOKEN must be at least 16 characters (or empty: no /metrics)")
+        return value
 
     @field_validator("allow_private_networks", mode="before")
     @classmethod

@@ -6,9 +6,11 @@ import logging
 
 from pydantic import ValidationError
 
+from consumer.crawl.metering import SliceMeter
 from consumer.crawl.slice import CrawlSlice, PageHook, Shutdown, SliceResult, initial_state
 from consumer.crawl.visit import MIN_ATTEMPT_S, Visitor
 from consumer.decision import ACK, Decision, retry
+from shared import telemetry
 from shared.models import (
     TERMINAL,
     CrawlJob,
@@ -28,6 +30,7 @@ from shared.stores.erasure import Eraser
 from shared.stores.events import EventLog
 from shared.stores.quotas import QuotaLedger
 from shared.stores.tasks import Claim, TaskStore
+from shared.stores.usage import TASK_ENDED, UsageLedger, record
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,7 @@ class CrawlHandler:
         settings: Settings,
         clock: Clock,
         shutdown: Shutdown | None = None,
+        usage: UsageLedger | None = None,
     ) -> None:
         self.store = store
         self.quotas = quotas
@@ -75,6 +79,7 @@ class CrawlHandler:
         self.settings = settings
         self.clock = clock
         self.shutdown = shutdown
+        self.usage = usage
 
     async def handle(self, body: JsonObject, *, message_id: str, attempts: int) -> Decision:
         try:
@@ -128,6 +133,7 @@ class CrawlHandler:
         await self._finish(task, None, TaskStatus.FAILED)
 
     async def _run(self, task: Task, state: CrawlState, job: CrawlJob, attempts: int) -> Decision:
+        telemetry.bind_tenant(task.tenant_id)
         if task.status is TaskStatus.QUEUED:
             task.status = TaskStatus.RUNNING
             task.started_at = utcnow()
@@ -141,25 +147,30 @@ class CrawlHandler:
             return await self.store.get(task.tenant_id, task.task_id) is None  # its knowledge base was erased
 
         began = self.clock()
+        meter = SliceMeter(state.progress)
         crawl = CrawlSlice(
             task,
             state,
-            visitor=self.visitor,
+            visitor=meter.visitor(self.visitor),
             store=self.store,
             settings=self.settings,
             clock=self.clock,
             cancel_requested=cancel_requested,
-            on_page=self._page_events(task),
+            on_page=meter.page_hook(self._page_events(task)),
             on_progress=lambda progress: self.store.save_live_progress(task.tenant_id, task.task_id, progress),
             start_budget_s=self._start_budget_s(task) if state.next_seq == 0 else None,
             shutdown=self.shutdown,
         )
         result = await crawl.run()
-        return await self._conclude(task, result, job, attempts, began=began)
+        telemetry.recorder().slice_ran(task.tenant_id, self.clock() - began)
+        return await self._conclude(task, result, job, attempts, began=began, meter=meter)
 
     async def _conclude(
-        self, task: Task, result: SliceResult, job: CrawlJob, attempts: int, *, began: float
+        self, task: Task, result: SliceResult, job: CrawlJob, attempts: int, *, began: float, meter: SliceMeter
     ) -> Decision:
+        """What the slice's run leads to; its usage is counted where its outcome is kept (not where another
+        delivery's is, or where the task was erased meanwhile)."""
+        counted = meter.counts(result.state.progress)
         if await self.store.get(task.tenant_id, task.task_id) is None:
             await self._purge_erased(task)
             return ACK
@@ -171,6 +182,7 @@ class CrawlHandler:
             in_budget = self._start_budget_s(task) - delay >= MIN_ATTEMPT_S
             if failure.retryable and attempts <= self.settings.queue_max_retries and in_budget:
                 await self.store.save(task)  # the next delivery counts the budget from this attempt's start
+                await record(self.usage, task.tenant_id, counted)
                 return retry(delay)
             page_error = failure.page.error if failure.page else None
             task.error = (
@@ -179,6 +191,7 @@ class CrawlHandler:
                 else TaskError(code="robots_disallowed", message="robots.txt disallows the start URL")
             )
             await self._finish(task, result.state, TaskStatus.FAILED)
+            await record(self.usage, task.tenant_id, counted)
             return ACK
         current = await self.store.get_state(task.tenant_id, task.task_id)
         if current is not None and current.next_slice > job.slice:
@@ -186,9 +199,15 @@ class CrawlHandler:
             # maybe more). Saving now would set the crawl back; its follow-up is the other run's to send.
             log.info("slice %d of task %s was checkpointed by another delivery", job.slice, job.task_id)
             return ACK
+        if current is None and await self.store.has_ended(task.tenant_id, task.task_id):
+            # Slower still: the deliveries that took over ended the task (and discarded its checkpoint). Saving
+            # now would bring it back to life as `running`, with no message left to carry it.
+            log.info("slice %d of task %s ran after its task ended", job.slice, job.task_id)
+            return ACK
         if result.finished:
             status = TaskStatus.CANCELLED if result.cancelled else TaskStatus.COMPLETED
             await self._finish(task, result.state, status)
+            await record(self.usage, task.tenant_id, counted)
             return ACK
         await self.store.save_state(task.tenant_id, task.task_id, result.state)
         task.progress = result.state.progress
@@ -197,6 +216,13 @@ class CrawlHandler:
         task.slices = result.state.next_slice
         await self.store.save(task)
         await self.jobs.send(job.model_copy(update={"slice": result.state.next_slice}).model_dump(mode="json"))
+        log.info(
+            "slice %d checkpointed, slice %d queued",
+            job.slice,
+            result.state.next_slice,
+            extra={"task_id": task.task_id, "tenant_id": task.tenant_id, **task.progress.model_dump()},
+        )
+        await record(self.usage, task.tenant_id, counted)
         return ACK
 
     async def _purge_erased(self, task: Task) -> None:
@@ -255,6 +281,8 @@ class CrawlHandler:
         # The checkpoint only matters to a running crawl; later deliveries see the terminal status first.
         await self.store.discard_crawl_state(task.tenant_id, task.task_id)
         await self.quotas.release(task.tenant_id, task.task_id)  # frees its place in the concurrency quota
+        telemetry.recorder().task_finished(task.tenant_id, task.status.value)
+        await record(self.usage, task.tenant_id, {TASK_ENDED[task.status.value]: 1})
         log.info(
             "task %s",
             status.value,

@@ -14,17 +14,9 @@ from consumer.crawl import versions
 from consumer.crawl.scope import Scope
 from consumer.crawl.sitemaps import discovery_digest
 from consumer.crawl.visit import Outcome, Visit, Visitor
+from shared import telemetry
 from shared.errors import StorageError
-from shared.models import (
-    Change,
-    CrawlState,
-    DocumentVersion,
-    FrontierEntry,
-    Page,
-    PageError,
-    Progress,
-    Task,
-)
+from shared.models import Change, CrawlState, DocumentVersion, FrontierEntry, Page, PageError, Progress, Task
 from shared.ports import Clock
 from shared.settings import Settings
 from shared.stores.documents import Discovery, DocumentStore
@@ -257,6 +249,7 @@ class CrawlSlice:
         base = self.bases.pop(seq, None)
         if visit.outcome is Outcome.SKIPPED:
             self.progress.pages_skipped += 1
+            telemetry.recorder().page(self.task.tenant_id, "skipped", None)
             return
         assert visit.page is not None
         if visit.outcome is Outcome.FAILED:
@@ -271,6 +264,7 @@ class CrawlSlice:
             final_key = url_key(final)
             if final_key in self.seen:  # a redirect onto a page this crawl already has (or will have)
                 self.progress.pages_skipped += 1
+                telemetry.recorder().page(self.task.tenant_id, "skipped", None)
                 return
             self.seen.add(final_key)
         self.progress.pages_done += 1
@@ -282,6 +276,7 @@ class CrawlSlice:
         """Store the page, then (for a page with a change) the knowledge base's document pointing at it."""
         tenant_id, task_id = self.task.tenant_id, self.task.task_id
         size = await self.store.put_page(tenant_id, task_id, seq, page)
+        telemetry.recorder().page(tenant_id, "failed" if page.error else "stored", getattr(page.error, "code", None))
         if page.change is not None:
             self.changes.count(page.change)
             document = versions.document(page, base, self.request, task_id=task_id, seq=seq, visit=visit)

@@ -47,6 +47,8 @@ class Visit:
     #: The response's validators, for a conditional request the next time.
     etag: str | None = None
     last_modified: str | None = None
+    #: Body bytes received for the page (inflated), for the tenant's usage.
+    fetched_bytes: int = 0
 
 
 class Visitor:
@@ -99,14 +101,16 @@ class Visitor:
             return Visit(Outcome.FAILED, Page(url=url, depth=depth, error=error), retryable=exc.retryable)
         if result.status_code == 304 and validators:
             page = Page(url=url, final_url=result.final_url, status_code=304, depth=depth, not_modified=True)
-            return Visit(Outcome.DONE, page)
+            return Visit(Outcome.DONE, page, fetched_bytes=len(result.body))
         if result.status_code >= 400:
             error = PageError(code="http_status", message=f"HTTP {result.status_code}")
             page = Page(url=url, final_url=result.final_url, status_code=result.status_code, depth=depth, error=error)
-            return Visit(Outcome.FAILED, page, retryable=result.status_code in RETRYABLE_STATUS)
+            retryable = result.status_code in RETRYABLE_STATUS
+            return Visit(Outcome.FAILED, page, retryable=retryable, fetched_bytes=len(result.body))
         visit = self._page(result, depth, request)
         headers = result.headers
-        return dataclasses.replace(visit, etag=headers.get("etag"), last_modified=headers.get("last-modified"))
+        etag, last_modified = headers.get("etag"), headers.get("last-modified")
+        return dataclasses.replace(visit, etag=etag, last_modified=last_modified, fetched_bytes=len(result.body))
 
     async def sitemap_urls(
         self, start_urls: list[str], *, wanted: Callable[[str], bool], max_urls: int

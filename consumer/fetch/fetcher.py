@@ -17,6 +17,7 @@ import httpx
 
 from consumer.fetch.addresses import AddressRefused
 from consumer.fetch.body import PAGE_TYPES, BodyLimits, admit, media_type, read_body
+from shared import telemetry
 from shared.errors import (
     BadResponse,
     BlockedAddress,
@@ -133,6 +134,7 @@ class Fetcher:
         body = b""
         if media is None or admit(media, limits.accept, response.status_code):
             body, media = await read_body(response, media, charset, limits)
+            telemetry.recorder().fetched(len(body))
         return FetchResult(
             url=url,
             final_url=final_url,

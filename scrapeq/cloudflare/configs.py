@@ -12,6 +12,8 @@ from typing import Any
 
 KV_BINDING = "KV"
 JOBS_BINDING = "JOBS"
+#: The Workers Analytics Engine dataset both Workers write their data points to (shared/backends/analytics.py).
+METRICS_BINDING = "METRICS"
 #: What the committed configs carry until `scrapeq cloudflare setup` writes the real namespace ids.
 PLACEHOLDER_ID = "set-by-scrapeq-cloudflare-setup"
 _NAMESPACE_ID = re.compile(r"[0-9a-f]{32}")
@@ -53,6 +55,7 @@ class EnvView:
     jobs_queue: str | None
     consumers: list[dict[str, Any]]
     vars: dict[str, Any]
+    metrics_dataset: str | None = None
 
     @property
     def dead_letter_queue(self) -> str | None:
@@ -64,11 +67,13 @@ def view(config: dict[str, Any], env: str | None) -> EnvView:
     queues = keys.get("queues", {})
     kv = [ns for ns in keys.get("kv_namespaces", []) if ns.get("binding") == KV_BINDING]
     jobs = [p for p in queues.get("producers", []) if p.get("binding") == JOBS_BINDING]
+    metrics = [d for d in keys.get("analytics_engine_datasets", []) if d.get("binding") == METRICS_BINDING]
     return EnvView(
         kv_id=kv[0].get("id") if kv else None,
         jobs_queue=jobs[0].get("queue") if jobs else None,
         consumers=list(queues.get("consumers", [])),
         vars=dict(keys.get("vars", {})),
+        metrics_dataset=metrics[0].get("dataset") if metrics else None,
     )
 
 
@@ -79,10 +84,13 @@ def check_pair(producer: dict[str, Any], consumer: dict[str, Any], env: str | No
         if producer.get(key) != consumer.get(key):
             problems.append(f"{key} differs (pywrangler picks the Python version from wrangler.toml alone)")
     ours, theirs = view(producer, env), view(consumer, env)
-    if ours.kv_id is None or ours.kv_id != theirs.kv_id:
-        problems.append(f"the {KV_BINDING} namespace id differs or is missing: {ours.kv_id!r} / {theirs.kv_id!r}")
-    if ours.jobs_queue is None or ours.jobs_queue != theirs.jobs_queue:
-        problems.append(f"the {JOBS_BINDING} queue differs or is missing: {ours.jobs_queue!r} / {theirs.jobs_queue!r}")
+    for what, mine, other in (
+        (f"{KV_BINDING} namespace id", ours.kv_id, theirs.kv_id),
+        (f"{JOBS_BINDING} queue", ours.jobs_queue, theirs.jobs_queue),
+        (f"{METRICS_BINDING} dataset", ours.metrics_dataset, theirs.metrics_dataset),
+    ):
+        if mine is None or mine != other:
+            problems.append(f"the {what} differs or is missing: {mine!r} / {other!r}")
     if ours.vars != theirs.vars:
         problems.append("[vars] differ between the two Workers")
     dlq = theirs.dead_letter_queue

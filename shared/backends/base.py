@@ -10,6 +10,7 @@ from shared.ports import JobQueue, KeyValueStore, Reservations
 
 if TYPE_CHECKING:
     from shared.stores.quotas import QuotaLedger
+    from shared.stores.usage import UsageLedger
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class Backends(Generic[Q]):
     quotas: QuotaLedger
     #: First-writer-wins keys (idempotency): the KV store itself where it can compare and set.
     reservations: Reservations
+    #: Where tenants' usage is counted: exact counters in SQLite or memory, write-once-a-second shards over KV.
+    usage: UsageLedger
     dead_letters: Q | None = None
     #: Which backend this is ("sqlite", "memory", "cloudflare"), for `/health` and logs.
     name: str = "custom"

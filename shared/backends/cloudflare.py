@@ -40,6 +40,7 @@ from shared.ratelimit import RateDecision, RatePolicy
 from shared.retry import backoff_s
 from shared.stores.quotas import KvQuotaLedger
 from shared.stores.reservations import KvReservations
+from shared.stores.usage_shards import KvUsageLedger
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -177,7 +178,8 @@ def cloudflare_backends(env: Any) -> Backends[CloudflareQueue]:
     """The Worker's `KV` namespace and `JOBS` producer; no dead-letter receiver (Cloudflare delivers those)."""
     kv = CloudflareKV(env.KV)
     jobs = CloudflareQueue(env.JOBS)
-    return Backends(kv=kv, jobs=jobs, quotas=KvQuotaLedger(kv), reservations=KvReservations(kv), name="cloudflare")
+    quotas, reservations, usage = KvQuotaLedger(kv), KvReservations(kv), KvUsageLedger(kv)
+    return Backends(kv=kv, jobs=jobs, quotas=quotas, reservations=reservations, usage=usage, name="cloudflare")
 
 
 def settings_from_env(env: Any) -> Settings:

@@ -11,6 +11,7 @@ from shared.backends.kvlimits import DEAD_LETTER_QUEUE, JOBS_QUEUE
 from shared.errors import StorageError
 from shared.ports import Clock
 from shared.stores.quotas import KvQuotaLedger
+from shared.stores.usage import MemoryUsageLedger
 
 if TYPE_CHECKING:
     from shared.backends.memory import MemoryQueue
@@ -24,6 +25,7 @@ def open_sqlite_backends(
     """KV and queues in one SQLite file; the connections open on first use (see `Backends.ping`)."""
     from shared.backends.sqlite.ledger import SqliteQuotaLedger
     from shared.backends.sqlite.store import SqliteKV, SqliteQueue
+    from shared.backends.sqlite.usage_ledger import SqliteUsageLedger
 
     dead_letters = SqliteQueue(
         path,
@@ -42,7 +44,13 @@ def open_sqlite_backends(
     )
     kv = SqliteKV(path, clock=clock)
     return Backends(
-        kv=kv, jobs=jobs, quotas=SqliteQuotaLedger(kv), reservations=kv, dead_letters=dead_letters, name="sqlite"
+        kv=kv,
+        jobs=jobs,
+        quotas=SqliteQuotaLedger(kv),
+        reservations=kv,
+        usage=SqliteUsageLedger(kv),
+        dead_letters=dead_letters,
+        name="sqlite",
     )
 
 
@@ -63,7 +71,13 @@ def open_memory_backends(
     )
     kv = MemoryKV(clock=clock)
     return Backends(
-        kv=kv, jobs=jobs, quotas=KvQuotaLedger(kv), reservations=kv, dead_letters=dead_letters, name="memory"
+        kv=kv,
+        jobs=jobs,
+        quotas=KvQuotaLedger(kv),
+        reservations=kv,
+        usage=MemoryUsageLedger(),
+        dead_letters=dead_letters,
+        name="memory",
     )
 
 

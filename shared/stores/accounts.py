@@ -9,15 +9,17 @@ import re
 import secrets
 import time
 import zlib
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
-from shared import keys
+from shared import keys, logformat, tracing
 from shared.errors import InvalidInput, NotFound, Unauthorized
 from shared.models import utcnow
 from shared.ports import KeyValueStore, scan
+from shared.stores.tasks import paginate
 
 R = TypeVar("R", "Tenant", "ApiKey")
 KEY_PATTERN = re.compile(r"^sq_([a-z2-7]{12})_([a-z2-7]{48})([0-9a-f]{8})$")
@@ -82,12 +84,23 @@ class ApiKey(BaseModel):
 
 
 class AuditEvent(BaseModel):
+    """One audited change: what (`action`), when, by which API key (None: an operator's command), with the
+    request's `X-Request-ID`; `detail` holds counts and ids, never a secret (`audit` masks any that slips in)."""
+
     event_id: str
     tenant_id: str
     action: str
     at: datetime = Field(default_factory=utcnow)
     key_id: str | None = None
+    request_id: str | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditPage(BaseModel):
+    """`GET /audit`: the tenant's audit entries, newest first."""
+
+    entries: list[AuditEvent]
+    next_cursor: str | None
 
 
 def hash_key(api_key: str) -> str:
@@ -307,7 +320,8 @@ class Accounts:
             tenant_id=tenant_id,
             action=action,
             key_id=key_id,
-            detail=detail or {},
+            request_id=tracing.request_id(),
+            detail=logformat.masked_fields(detail or {}),
         )
         # Nanoseconds keep events of one burst (create, then rotate) in the order they happened.
         at_ns = max(time.time_ns(), self._last_audit_ns + 1)
@@ -315,8 +329,28 @@ class Accounts:
         await self.kv.put(keys.audit(tenant_id, at_ns, event.event_id), event.model_dump_json())
 
     async def audit_log(self, tenant_id: str) -> list[AuditEvent]:
+        """Every audit entry of the tenant, oldest first."""
         events: list[AuditEvent] = []
         async for info in scan(self.kv, keys.audit_prefix(tenant_id)):
             if raw := await self.kv.get(info.name):
                 events.append(AuditEvent.model_validate_json(raw))
-        return events
+        # Listed newest first: reversed, a burst of one microsecond keeps its order; the sort places older entries.
+        return sorted(reversed(events), key=lambda event: event.at)
+
+    async def audit_page(
+        self,
+        tenant_id: str,
+        *,
+        cursor: str | None,
+        limit: int,
+        visible: Callable[[AuditEvent], bool] | None = None,
+    ) -> AuditPage:
+        """Up to `limit` of the tenant's audit entries, newest first, after `cursor` (those `visible` keeps)."""
+
+        async def load(key: str) -> AuditEvent | None:
+            raw = await self.kv.get(key)
+            event = AuditEvent.model_validate_json(raw) if raw else None
+            return event if event is not None and (visible is None or visible(event)) else None
+
+        entries, next_cursor = await paginate(self.kv, keys.audit_prefix(tenant_id), load, cursor=cursor, limit=limit)
+        return AuditPage(entries=entries, next_cursor=next_cursor)

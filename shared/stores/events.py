@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from shared import keys
+from shared import keys, tracing
 from shared.models import Delivery, EventType, Task, TaskPublic, utcnow
 from shared.ports import JobQueue, KeyValueStore
 from shared.stores.tasks import paginate
@@ -41,12 +41,14 @@ class Event(BaseModel):
 
 
 class WebhookJob(BaseModel):
-    """Queue message: attempt number `attempt` of delivering one event."""
+    """Queue message: attempt number `attempt` of delivering one event; `request_id` is that of the request (or
+    of the crawl's submit) that queued it, for the delivery's log lines."""
 
     kind: str = Field(default="webhook", pattern="^webhook$")
     tenant_id: str
     event_id: str
     attempt: int = 1
+    request_id: str | None = None
 
 
 def task_event_id(task_id: str, kind: str) -> str:
@@ -129,7 +131,8 @@ class EventLog:
             return delivery
         delivery = Delivery(event_id=event.id, type=event.type, url=url)
         await self.save_delivery(event.tenant_id, delivery)
-        await self.jobs.send(WebhookJob(tenant_id=event.tenant_id, event_id=event.id).model_dump(mode="json"))
+        job = WebhookJob(tenant_id=event.tenant_id, event_id=event.id, request_id=tracing.request_id())
+        await self.jobs.send(job.model_dump(mode="json", exclude_none=True))
         return delivery
 
     async def get(self, tenant_id: str, event_id: str) -> Event | None:

@@ -25,6 +25,7 @@ from shared.errors import StorageError
 from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, ListResult
 from shared.stores.quotas import KvQuotaLedger
 from shared.stores.reservations import KvReservations
+from shared.stores.usage_shards import KvUsageLedger
 from tests.cloudflare.wire import decode, dumps, encode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -215,4 +216,5 @@ class RemoteQueue:
 def remote_backends(harness: Harness) -> Backends[RemoteQueue]:
     kv = RemoteKV(harness)
     jobs = RemoteQueue(harness)
-    return Backends(kv=kv, jobs=jobs, quotas=KvQuotaLedger(kv), reservations=KvReservations(kv), name="cloudflare")
+    quotas, reservations, usage = KvQuotaLedger(kv), KvReservations(kv), KvUsageLedger(kv)
+    return Backends(kv=kv, jobs=jobs, quotas=quotas, reservations=reservations, usage=usage, name="cloudflare")

@@ -199,6 +199,22 @@ async def scenario_fetch(args: dict[str, Any]) -> Any:
     }
 
 
+async def scenario_usage(args: dict[str, Any]) -> Any:
+    """The Worker's own usage ledger (`cloudflare_backends`) and a second writer, racing `adds` adds each in
+    Pyodide over Miniflare's KV; what a third ledger reads back, and how many KV writes it took."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.stores.usage_shards import KvUsageLedger
+
+    at = datetime.fromisoformat(args["hour"]).replace(tzinfo=UTC)
+    writers = [_backends().usage, KvUsageLedger(_backends().kv)]
+    counts = {"pages_stored": 1, "error:timeout": 1}
+    await asyncio.gather(*(writers[n % 2].add("tn_pyodide", counts, at=at) for n in range(2 * args["adds"])))
+    hours = await KvUsageLedger(_backends().kv).hours("tn_pyodide", at, at + timedelta(hours=1))
+    listed = await _backends().kv.list(prefix="tenant:tn_pyodide:usage:")
+    return {"hours": {hour.isoformat(): c for hour, c in hours.items()}, "keys": len(listed.keys)}
+
+
 OPS: dict[str, Op] = {
     "kv.get": kv_get,
     "kv.put": kv_put,
@@ -213,4 +229,4 @@ OPS: dict[str, Op] = {
     "info": info,
     "run": run,
 }
-SCENARIOS: dict[str, Op] = {"batch": scenario_batch, "fetch": scenario_fetch}
+SCENARIOS: dict[str, Op] = {"batch": scenario_batch, "fetch": scenario_fetch, "usage": scenario_usage}

@@ -184,7 +184,10 @@ def test_bindings_are_the_configured_kv_queue_and_vars(dry_run: DryRun) -> None:
     assert by_type.pop("ratelimit", []) == [
         {"type": "ratelimit", **limit} for limit in rate_limits(dry_run.worker, dry_run.env)
     ]
-    assert set(by_type) == {"kv_namespace", "queue", "plain_text"}
+    dataset = f"scrapeq_metrics{'' if dry_run.env is None else '_staging'}"
+    assert by_type["analytics_engine"] == [{"type": "analytics_engine", "name": "METRICS", "dataset": dataset}]
+    assert view.metrics_dataset == dataset
+    assert set(by_type) == {"kv_namespace", "queue", "plain_text", "analytics_engine"}
     expected_queue = "scrapeq-jobs" if dry_run.env is None else "scrapeq-jobs-staging"
     assert view.jobs_queue == expected_queue
     assert view.vars["SCRAPEQ_DEAD_LETTER_QUEUE"] == f"scrapeq-jobs-dlq{'' if dry_run.env is None else '-staging'}"
@@ -212,6 +215,7 @@ def test_printed_bindings_table_matches_the_upload(dry_run: DryRun) -> None:
     view = dry_run.view
     assert rows.pop("KV") == (view.kv_id, "KV Namespace")
     assert rows.pop("JOBS") == (view.jobs_queue, "Queue")
+    assert rows.pop("METRICS") == (view.metrics_dataset, "Analytics Engine Dataset")
     for limit in rate_limits(dry_run.worker, dry_run.env):
         simple = limit["simple"]
         assert rows.pop(limit["name"]) == (f"{simple['limit']} requests/{simple['period']}s", "Rate Limit")

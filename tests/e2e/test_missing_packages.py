@@ -60,9 +60,9 @@ def test_a_missing_package_is_one_line_naming_what_to_install(tmp_path: Path, co
 
 def test_the_worker_on_the_httpx_engine_does_not_need_aiohttp() -> None:
     httpx_engine = Settings(fetch_engine="httpx")
-    assert requirements.needs("worker", httpx_engine) == []
-    assert requirements.needs("dev", httpx_engine) == [requirements.UVICORN]
-    assert requirements.needs("worker", Settings()) == [requirements.AIOHTTP]
+    assert requirements.needs("worker", httpx_engine) == [requirements.PROMETHEUS]
+    assert requirements.needs("dev", httpx_engine) == [requirements.UVICORN, requirements.PROMETHEUS]
+    assert requirements.needs("worker", Settings()) == [requirements.AIOHTTP, requirements.PROMETHEUS]
 
 
 def test_nothing_is_missing_in_the_default_install() -> None:

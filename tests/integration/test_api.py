@@ -73,6 +73,7 @@ async def test_submit_answers_202_with_location_and_the_task_is_readable_at_once
         "tenant_id": alice.tenant.tenant_id,
         "task_id": body["task_id"],
         "slice": 0,
+        "request_id": response.headers["x-request-id"],  # the submit's, for the consumer's log lines
     }
 
 

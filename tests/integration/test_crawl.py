@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from consumer.crawl.slice import CrawlSlice, SliceResult
 from consumer.fetch.client import build_client
 from consumer.handler import JobHandler, make_handler
 from shared.backends.base import Backends
@@ -247,3 +249,47 @@ async def test_a_running_slice_publishes_its_progress_between_checkpoints(
     assert published == sorted(published) and published[-1] == 30
     assert len([done for done in published if 0 < done < 30]) >= 10
     assert await TaskStore(backends.kv).live_progress(TENANT, task.task_id) is None  # gone once the task ended
+
+
+async def test_a_slow_slice_finishing_after_its_task_ended_does_not_bring_the_task_back(
+    site: str, backends: Backends, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose claim lapsed while others took over and ended the task must not save its checkpoint and the
+    task as `running` again: no message would be left to carry it, and it would stay running for ever."""
+    settings = make_settings(tmp_path, slice_max_pages=3, crawl_concurrency=2, queue_visibility_timeout_s=0.05)
+    task = await start(backends, f"{site}/index.html", limit=9)
+    release = asyncio.Event()
+    real_run = CrawlSlice.run
+    runs = 0
+
+    async def run(self: CrawlSlice) -> SliceResult:
+        nonlocal runs
+        runs += 1
+        result = await real_run(self)
+        if runs == 2:  # the first run of slice 1 is the slow one
+            await release.wait()
+        return result
+
+    monkeypatch.setattr(CrawlSlice, "run", run)
+    async with build_client(settings) as client:
+        handler = make_handler(settings, backends, client=client)
+        [first] = await backends.jobs.receive(max_messages=1)
+        assert (await handler.handle(first.body, message_id=first.id, attempts=1)).ack
+        await backends.jobs.ack(first)
+        [second] = await backends.jobs.receive(max_messages=1)
+        slow = asyncio.create_task(handler.handle(second.body, message_id=second.id, attempts=1))
+        while runs < 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)  # its claim lapses; a duplicate of the message takes over
+        assert (await handler.handle(second.body, message_id="duplicate", attempts=1)).ack
+        [third] = await backends.jobs.receive(max_messages=1)  # and slice 2, the last, ends the task
+        assert (await handler.handle(third.body, message_id=third.id, attempts=1)).ack
+        await backends.jobs.ack(third)
+        assert (await finished(backends, task)).status is TaskStatus.COMPLETED
+        release.set()
+        assert (await slow).ack
+    await backends.jobs.ack(second)
+    ended = await finished(backends, task)
+    assert ended.status is TaskStatus.COMPLETED and ended.progress.pages_done == 9
+    assert await TaskStore(backends.kv).get_state(TENANT, task.task_id) is None
+    assert await backends.jobs.receive(max_messages=10) == []  # no follow-up was sent for a finished crawl

@@ -222,13 +222,20 @@ async def test_submit_consume_and_read_back_through_both_worker_entries(
         "POST",
         "/scrape",
         key,
+        headers={"X-Request-ID": "edge-trace-1"},
         json={"url": f"{site}/index.html", "knowledge_base_id": "kb_edge", "limit": 12},
     )
-    assert submitted.status_code == 202
+    assert submitted.status_code == 202 and submitted.headers["x-request-id"] == "edge-trace-1"
     task_id = submitted.json()["task_id"]
     assert (await call(producer, env, "GET", f"/tasks/{task_id}", key)).json()["status"] == "queued"
     [(body, options)] = env.JOBS.sent
-    assert body == {"kind": "crawl", "tenant_id": body["tenant_id"], "task_id": task_id, "slice": 0}
+    assert body == {
+        "kind": "crawl",
+        "tenant_id": body["tenant_id"],
+        "task_id": task_id,
+        "slice": 0,
+        "request_id": "edge-trace-1",
+    }
     assert options.get("contentType") == "json"
 
     delivered = await run_queue(consumer, env)
@@ -314,3 +321,14 @@ async def test_the_worker_limits_each_cf_connecting_ip_through_the_rate_limit_bi
     assert (await get("2001:db8::1", "10.0.0.1")).status_code == 200
     assert set(env.RATE_LIMIT_IP.keys) == {"192.0.2.1", "2001:db8::/64"}  # never the forged header
     assert len(env.RATE_LIMIT_KEY.keys) == 3  # authenticated requests that passed the address limit
+
+
+async def test_the_producer_worker_serves_the_dashboard_with_its_policy(workers: tuple[Any, Any], env: Any) -> None:
+    from producer.dashboard.serving import ASSETS, CONTENT_SECURITY_POLICY
+
+    producer, _ = workers
+    for path, asset in ASSETS.items():
+        answer = await call(producer, env, "GET", path, "")
+        assert answer.status_code == 200, path
+        assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert answer.text == asset.body

@@ -22,7 +22,7 @@ FIRST_PARTY = {"producer", "consumer", "shared", "scrapeq"}
 #: Pure Python or in the Pyodide package index, so they can be vendored. Adding one here is a decision to check.
 WORKER_SAFE = {"fastapi", "pydantic", "pydantic-settings", "httpx", "protego"}
 #: In the default install for the local processes only; never vendored into a Worker.
-LOCAL_ONLY_PACKAGES = {"uvicorn", "sniffio", "aiohttp", "rich", "mcp"}
+LOCAL_ONLY_PACKAGES = {"uvicorn", "sniffio", "aiohttp", "rich", "mcp", "prometheus-client"}
 #: Given by the Workers runtime, not by a package: `workers` and `asgi` (its SDK), `js` and `pyodide`.
 RUNTIME = {"workers", "asgi", "js", "pyodide"}
 #: Modules a bundle holds but a Worker never imports, and why. Each is imported only inside functions (checked).

@@ -74,6 +74,16 @@ _SCHEMA_V2 = (
 
 # The one row a health check rewrites: a read would pass on a full or read-only disk.
 _SCHEMA_V3 = ("CREATE TABLE IF NOT EXISTS health (id INTEGER PRIMARY KEY CHECK (id = 1), checked_at REAL NOT NULL)",)
+# Tenants' usage (`sqlite.usage_ledger`): one additive counter per tenant, UTC hour and name.
+_SCHEMA_V4 = (
+    """CREATE TABLE IF NOT EXISTS usage_counters (
+        tenant_id TEXT NOT NULL,
+        hour_ms INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        value INTEGER NOT NULL,
+        PRIMARY KEY (tenant_id, hour_ms, name)
+    ) WITHOUT ROWID""",
+)
 
 
 def _connect(path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
@@ -144,6 +154,7 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...], Callable[[sqlite3.Connection], No
     (1, _SCHEMA_V1, None),
     (2, _SCHEMA_V2, _adopt_active_markers),
     (3, _SCHEMA_V3, None),
+    (4, _SCHEMA_V4, None),
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
