@@ -10,7 +10,7 @@ import pytest
 
 from producer import submit as submission
 from shared.backends.base import Backends
-from shared.models import Page, Progress, ScrapeRequest, Task, TaskStatus, utcnow
+from shared.models import Page, ScrapeRequest, Task, TaskStatus, utcnow
 from shared.stores.accounts import Accounts
 from shared.stores.tasks import IdempotencyRecord, TaskStore
 from tests.conftest import Caller, new_caller
@@ -386,25 +386,3 @@ async def test_a_queue_that_refuses_the_job_gets_503_and_the_task_is_not_left_qu
     [task] = (await api.get("/tasks", headers=alice.headers)).json()["tasks"]
     assert task["status"] == "failed"
     assert task["error"]["code"] == "enqueue_failed"
-
-
-async def test_a_running_task_shows_the_progress_its_slice_published(
-    api: httpx.AsyncClient, backends: Backends, alice: Caller
-) -> None:
-    task_id = (await submit(api, alice)).json()["task_id"]
-    store = TaskStore(backends.kv)
-    await store.save_live_progress(alice.tenant.tenant_id, task_id, Progress(pages_done=3, pages_failed=1))
-    # Queued: nothing runs it yet, so what is published is not read.
-    assert (await api.get(f"/tasks/{task_id}", headers=alice.headers)).json()["progress"]["pages_done"] == 0
-    task = await store.get(alice.tenant.tenant_id, task_id)
-    assert task is not None
-    task.status = TaskStatus.RUNNING
-    await store.save(task)
-    shown = (await api.get(f"/tasks/{task_id}", headers=alice.headers)).json()["progress"]
-    assert shown == {"pages_done": 3, "pages_failed": 1, "pages_skipped": 0}
-    listed = (await api.get("/tasks", headers=alice.headers)).json()["tasks"]
-    assert [t["progress"]["pages_done"] for t in listed if t["task_id"] == task_id] == [3]
-    # A checkpoint ahead of what was published wins (a redelivered slice starts behind it).
-    task.progress = Progress(pages_done=7)
-    await store.save(task)
-    assert (await api.get(f"/tasks/{task_id}", headers=alice.headers)).json()["progress"]["pages_done"] == 7
