@@ -14,7 +14,6 @@ from producer.deps import Services
 from producer.fastpath import SubmitFastPath
 from producer.middleware import BodyLimitMiddleware, RateLimitMiddleware, ip_policy
 from producer.requestid import RequestIdMiddleware
-from producer.requestmetrics import RequestMetricsMiddleware
 from producer.routes import router
 from shared.backends.base import Backends
 from shared.backends.factory import open_backends
@@ -64,8 +63,8 @@ def create_app(
         policy=ip_policy(settings),
         client_ip_header=settings.client_ip_header,
     )
-    app.add_middleware(RequestMetricsMiddleware, routes=app.router.routes)  # outside the limits: counts their 429s
-    app.add_middleware(RequestIdMiddleware)  # outermost: every answer has its id, every line of it the id
+    # Outermost: every answer has its id (every log line of it too) and is counted, the limits' 429s included.
+    app.add_middleware(RequestIdMiddleware, routes=app.router.routes)
     problems.install(app)
     app.include_router(router)
     app.include_router(feeds.router)

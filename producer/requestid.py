@@ -1,15 +1,18 @@
 """`X-Request-ID` on every answer (the client's if sane, else a new one), the request's trace for its log lines,
-and one access line per request (pure ASGI, stdlib only: it runs on the producer Worker too)."""
+one access line and one metrics record per request (pure ASGI, stdlib only: it runs on the producer Worker too)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from producer import fastpath, problems
-from shared import tracing
+from producer import problems
+from producer.requestmetrics import UNMATCHED, route_label
+from shared import telemetry, tracing
 
 log = logging.getLogger("scrapeq.access")
 
@@ -26,24 +29,19 @@ def _client_id(scope: Scope) -> str | None:
     return None
 
 
-def route_template(scope: Scope) -> str | None:
-    """The path template the router matched (`/tasks/{task_id}`), the fast path's own, or None (no route)."""
-    route = scope.get("route")
-    if route is not None:
-        path = getattr(route, "path", None)
-        return path if isinstance(path, str) else None
-    return fastpath.PATH if scope["path"] == fastpath.PATH else None
-
-
 class RequestIdMiddleware:
     """Outermost layer: every HTTP answer (problems, 404s, 413/429 of the limits, the submit fast path, docs)
     carries `X-Request-ID`; the request runs under a `tracing.Trace` (so its log lines and the jobs it queues carry
     the id, and authentication adds the tenant); at the end, one INFO line (logger `scrapeq.access`) with method,
-    route, status, duration_ms. An exception that escapes the app is logged here and answered with a 500 problem
-    that has the id too (Starlette's own last-resort handler sits outside every middleware)."""
+    route, status, duration_ms, and the same to the process's `telemetry` recorder (route label, method, status,
+    seconds; a no-op unless one is installed). An exception that escapes the app is logged here and answered with
+    a 500 problem that has the id too (Starlette's own last-resort handler sits outside every middleware).
 
-    def __init__(self, app: ASGIApp) -> None:
+    One layer for all of it: a submit goes through every layer's frames and send wrapper on each of its awaits."""
+
+    def __init__(self, app: ASGIApp, *, routes: Sequence[BaseRoute] = ()) -> None:
         self.app = app
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,9 +69,13 @@ class RequestIdMiddleware:
                 response = problems.problem(500, "an unexpected error occurred; it has been logged")
                 await response(scope, receive, send_with_id)
             finally:
+                seconds = time.perf_counter() - began
+                label = route_label(scope, self.routes)
+                # No answer sent at all (the client went away) counts as a 500, as a server error would.
+                telemetry.recorder().request(label, scope["method"], status or 500, seconds)
                 if log.isEnabledFor(logging.INFO):
-                    route = route_template(scope)
-                    duration_ms = round((time.perf_counter() - began) * 1000, 2)
+                    route = None if label == UNMATCHED else label
+                    duration_ms = round(seconds * 1000, 2)
                     # A record made directly (not `log.info`): the caller's frame is known, no stack walk per request.
                     args = (scope["method"], route or scope["path"], status, duration_ms)
                     line = log.makeRecord(

@@ -33,11 +33,15 @@ def redact(text: str) -> str:
     return _SECRET_VALUE.sub(lambda m: (m.group(1) or "") + REDACTED, text)
 
 
+#: What every line names, from the record's own fields (`extra=`) first, else from the current trace.
+_CONTEXT = ("request_id", "tenant_id", "task_id")
+
+
 def _context(record: logging.LogRecord) -> dict[str, Any]:
     """request_id, tenant_id and task_id: the record's own (from `extra=`) first, else the current trace's."""
     trace = tracing.current()
     fields: dict[str, Any] = {}
-    for name in ("request_id", "tenant_id", "task_id"):
+    for name in _CONTEXT:
         value = record.__dict__.get(name)
         if value is None and trace is not None:
             value = getattr(trace, name)
@@ -77,17 +81,21 @@ class JsonFormatter(logging.Formatter):
         return f"{self._second_text}{min(999, int(fraction * 1000)):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
+        fields = record.__dict__
         entry: dict[str, Any] = {
             "time": self._time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": redact(record.getMessage()),
-            **_context(record),
         }
-        fields = record.__dict__
-        for name in sorted(fields.keys() - _RECORD_ATTRS - entry.keys()):
-            if not name.startswith("_"):
-                entry[name] = REDACTED if _secret_name(name) else masked(fields[name])
+        trace = tracing.current()
+        for name in _CONTEXT:
+            value = fields.get(name)
+            entry[name] = getattr(trace, name) if value is None and trace is not None else value
+        # The fields of `extra=`, in the order the call gave them (a line per request: no sorting, no set algebra).
+        for name, value in fields.items():
+            if name not in _RECORD_ATTRS and name not in entry and not name.startswith("_"):
+                entry[name] = REDACTED if _secret_name(name) else masked(value)
         if record.exc_info:
             entry["exc_info"] = redact(self.formatException(record.exc_info))
         elif record.exc_text:

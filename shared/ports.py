@@ -9,7 +9,7 @@ and with their semantics, so that what passes locally holds there.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +38,16 @@ class ListResult:
     cursor: str | None = None
 
 
+@dataclass(frozen=True)
+class KVWrite:
+    """One key of `KeyValueStore.put_many`, with what `put` takes."""
+
+    key: str
+    value: str
+    ttl_s: float | None = None
+    metadata: JsonObject | None = None
+
+
 class KeyValueStore(Protocol):
     """Workers KV: get / put with TTL / delete / list by prefix with a cursor."""
 
@@ -46,6 +56,11 @@ class KeyValueStore(Protocol):
     async def put(
         self, key: str, value: str, *, ttl_s: float | None = None, metadata: JsonObject | None = None
     ) -> None: ...
+
+    async def put_many(self, writes: Sequence[KVWrite]) -> None:
+        """Each write as `put` would do it, every one checked before any is made. Embedded stores make them in one
+        transaction (all or none); Workers KV makes them in parallel (a failure may leave some made)."""
+        ...
 
     async def delete(self, key: str) -> None: ...
 

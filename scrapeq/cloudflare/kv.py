@@ -8,6 +8,7 @@ import json
 import math
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from scrapeq.cloudflare.wrangler import Result, Wrangler, WranglerError, parse_json
@@ -21,7 +22,7 @@ from shared.backends.kvlimits import (
     expiry_for,
 )
 from shared.errors import StorageError
-from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, ListResult
+from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, KVWrite, ListResult
 
 
 class WranglerKV:
@@ -59,6 +60,16 @@ class WranglerKV:
             path = Path(scratch) / "value"
             path.write_text(value, encoding="utf-8")
             await self._run("put", key, "--path", str(path), *options)
+
+    async def put_many(self, writes: Sequence[KVWrite]) -> None:
+        """One `wrangler kv key put` after another (each is a process); every write is checked first."""
+        for write in writes:
+            _check_key(write.key)
+            check_value(write.value)
+            expiry_for(write.ttl_s, time.time())
+            encode_metadata(write.metadata)
+        for write in writes:
+            await self.put(write.key, write.value, ttl_s=write.ttl_s, metadata=write.metadata)
 
     async def delete(self, key: str) -> None:
         _check_key(key)

@@ -19,7 +19,7 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from shared.backends.base import Backends
@@ -35,7 +35,7 @@ from shared.backends.kvlimits import (
     expiry_for,
 )
 from shared.errors import StorageError
-from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, ListResult, Message
+from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, KVWrite, ListResult, Message
 from shared.ratelimit import RateDecision, RatePolicy
 from shared.retry import backoff_s
 from shared.stores.quotas import KvQuotaLedger
@@ -80,6 +80,20 @@ async def _call(what: str, method: Callable[..., Awaitable[Any]], *args: Any) ->
 # --- KV and the queue producer
 
 
+def _put_args(key: str, value: str, ttl_s: float | None, metadata: JsonObject | None) -> tuple[Any, ...]:
+    """The arguments of the binding's `put`, after the local backends' checks (key, value, TTL, metadata)."""
+    check_key(key)
+    check_value(value)
+    options: JsonObject = {}
+    if ttl_s is not None:
+        expiry_for(ttl_s, 0)  # the local backends' refusals: under a minute, NaN, infinite
+        options["expirationTtl"] = math.ceil(ttl_s)  # whole seconds; rounding up keeps it ≥ 60
+    meta = encode_metadata(metadata)
+    if meta is not None:
+        options["metadata"] = json.loads(meta)  # exactly what was size-checked: JSON types only
+    return (key, value, to_js_object(options)) if options else (key, value)
+
+
 class CloudflareKV:
     """`KeyValueStore` over a Workers KV namespace binding, refusing what the local backends refuse."""
 
@@ -96,17 +110,12 @@ class CloudflareKV:
     async def put(
         self, key: str, value: str, *, ttl_s: float | None = None, metadata: JsonObject | None = None
     ) -> None:
-        check_key(key)
-        check_value(value)
-        options: JsonObject = {}
-        if ttl_s is not None:
-            expiry_for(ttl_s, 0)  # the local backends' refusals: under a minute, NaN, infinite
-            options["expirationTtl"] = math.ceil(ttl_s)  # whole seconds; rounding up keeps it ≥ 60
-        meta = encode_metadata(metadata)
-        if meta is not None:
-            options["metadata"] = json.loads(meta)  # exactly what was size-checked: JSON types only
-        args = (key, value, to_js_object(options)) if options else (key, value)
-        await _call("KV put", self._binding.put, *args)
+        await _call("KV put", self._binding.put, *_put_args(key, value, ttl_s, metadata))
+
+    async def put_many(self, writes: Sequence[KVWrite]) -> None:
+        """Parallel puts (KV has no multi-key write); every write is checked before the first is sent."""
+        calls = [_put_args(w.key, w.value, w.ttl_s, w.metadata) for w in writes]
+        await asyncio.gather(*(_call("KV put", self._binding.put, *args) for args in calls))
 
     async def delete(self, key: str) -> None:
         check_key(key)

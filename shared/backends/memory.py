@@ -11,6 +11,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from shared.backends.base import QueueStats
@@ -28,7 +29,7 @@ from shared.backends.kvlimits import (
     new_message_id,
 )
 from shared.backends.wakeup import Wakeup, receive_waiting
-from shared.ports import MAX_LIST_LIMIT, Clock, JsonObject, KeyInfo, ListResult, Message
+from shared.ports import MAX_LIST_LIMIT, Clock, JsonObject, KeyInfo, KVWrite, ListResult, Message
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,19 @@ class MemoryKV:
     ) -> None:
         check_key(key)
         check_value(value)
-        item = _Item(value, expiry_for(ttl_s, self._clock()), encode_metadata(metadata))
+        self._set(key, _Item(value, expiry_for(ttl_s, self._clock()), encode_metadata(metadata)))
+
+    async def put_many(self, writes: Sequence[KVWrite]) -> None:
+        now = self._clock()
+        items = []
+        for write in writes:  # every write checked before any is made: all or none
+            check_key(write.key)
+            check_value(write.value)
+            items.append((write.key, _Item(write.value, expiry_for(write.ttl_s, now), encode_metadata(write.metadata))))
+        for key, item in items:
+            self._set(key, item)
+
+    def _set(self, key: str, item: _Item) -> None:
         if key not in self._items:
             bisect.insort(self._keys, key)
         self._items[key] = item

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import json
@@ -17,7 +16,7 @@ from pydantic import BaseModel
 from shared import keys
 from shared.errors import InvalidInput
 from shared.models import TERMINAL, CrawlState, Page, Progress, Task, TaskStatus
-from shared.ports import KeyValueStore, Reservations, scan
+from shared.ports import KeyValueStore, KVWrite, Reservations, scan
 
 T = TypeVar("T")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -141,13 +140,15 @@ class TaskStore:
         tenant_id, task_id, kb_id = task.tenant_id, task.task_id, task.request.knowledge_base_id
         limit = task.request.limit
         # Three keys of their own, written at once: one transaction on SQLite, three parallel writes on KV.
-        await asyncio.gather(
-            self.save(task),
-            # The index carries the task's `limit`: over KV, a day's reserved pages are one listing (stores/quotas.py).
-            self.kv.put(
-                keys.task_index(tenant_id, created_ms, task_id, micros=micros), task_id, metadata={"limit": limit}
-            ),
-            self.kv.put(keys.kb_task_index(tenant_id, kb_id, created_ms, task_id, micros=micros), task_id),
+        await self.kv.put_many(
+            (
+                KVWrite(keys.task(tenant_id, task_id), task.model_dump_json()),
+                # It carries the task's `limit`: over KV, a day's reserved pages are one listing (stores/quotas.py).
+                KVWrite(
+                    keys.task_index(tenant_id, created_ms, task_id, micros=micros), task_id, metadata={"limit": limit}
+                ),
+                KVWrite(keys.kb_task_index(tenant_id, kb_id, created_ms, task_id, micros=micros), task_id),
+            )
         )
 
     async def has_ended(self, tenant_id: str, task_id: str) -> bool:

@@ -17,12 +17,13 @@ import subprocess
 import sysconfig
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from shared.backends.base import Backends
 from shared.errors import StorageError
-from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, ListResult
+from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, KVWrite, ListResult
 from shared.stores.quotas import KvQuotaLedger
 from shared.stores.reservations import KvReservations
 from shared.stores.usage_shards import KvUsageLedger
@@ -173,6 +174,10 @@ class RemoteKV:
         self, key: str, value: str, *, ttl_s: float | None = None, metadata: JsonObject | None = None
     ) -> None:
         await self.harness.call("kv.put", {"key": key, "value": value, "ttl_s": ttl_s, "metadata": metadata})
+
+    async def put_many(self, writes: Sequence[KVWrite]) -> None:
+        items = [{"key": w.key, "value": w.value, "ttl_s": w.ttl_s, "metadata": w.metadata} for w in writes]
+        await self.harness.call("kv.put_many", {"writes": items})
 
     async def delete(self, key: str) -> None:
         await self.harness.call("kv.delete", {"key": key})

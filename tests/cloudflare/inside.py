@@ -22,7 +22,7 @@ import scrapeq_harness as harness  # type: ignore[import-not-found]  # registere
 
 from shared.backends.base import Backends
 from shared.backends.cloudflare import CloudflareQueue, CloudflareRateLimiter, cloudflare_backends, dispatch_batch
-from shared.ports import Message
+from shared.ports import KVWrite, Message
 from shared.ratelimit import RatePolicy
 from tests.cloudflare.wire import decode, dumps, encode
 
@@ -62,6 +62,10 @@ async def kv_get(args: dict[str, Any]) -> Any:
 
 async def kv_put(args: dict[str, Any]) -> Any:
     await _backends().kv.put(args["key"], args["value"], ttl_s=args.get("ttl_s"), metadata=args.get("metadata"))
+
+
+async def kv_put_many(args: dict[str, Any]) -> Any:
+    await _backends().kv.put_many([KVWrite(**write) for write in args["writes"]])
 
 
 async def kv_delete(args: dict[str, Any]) -> Any:
@@ -218,6 +222,7 @@ async def scenario_usage(args: dict[str, Any]) -> Any:
 OPS: dict[str, Op] = {
     "kv.get": kv_get,
     "kv.put": kv_put,
+    "kv.put_many": kv_put_many,
     "kv.delete": kv_delete,
     "kv.scrub": kv_scrub,
     "kv.list": kv_list,

@@ -10,6 +10,7 @@ import json
 import logging
 import sqlite3
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from shared.backends.kvlimits import (
 from shared.backends.sqlite.db import Params, SqliteClient, connect_reader, immediate
 from shared.backends.wakeup import ProcessBell, Wakeup, receive_waiting
 from shared.errors import StorageError
-from shared.ports import MAX_LIST_LIMIT, Clock, JsonObject, KeyInfo, ListResult, Message
+from shared.ports import MAX_LIST_LIMIT, Clock, JsonObject, KeyInfo, KVWrite, ListResult, Message
 
 logger = logging.getLogger(__name__)
 
@@ -109,12 +110,28 @@ class SqliteKV(SqliteClient):
         check_value(value)
         now = self._clock()
         row = (key, value, expiry_for(ttl_s, now), encode_metadata(metadata))
-        self._puts += 1
-        if self._puts % self.PURGE_EVERY_PUTS == 0:
-            # Not awaited by this put: it only has to happen, and it goes with the next batch of writes.
+        self._count_puts(1, now)
+        await self.write(_UPSERT, row)
+
+    async def put_many(self, writes: Sequence[KVWrite]) -> None:
+        """One write of the batch (one future to wait for, however many keys), so in one transaction."""
+        now = self._clock()
+        rows = []
+        for write in writes:
+            check_key(write.key)
+            check_value(write.value)
+            rows.append((write.key, write.value, expiry_for(write.ttl_s, now), encode_metadata(write.metadata)))
+        if not rows:
+            return
+        self._count_puts(len(rows), now)
+        await self.write_fn(lambda conn: conn.executemany(_UPSERT, rows).rowcount)
+
+    def _count_puts(self, puts: int, now: float) -> None:
+        before, self._puts = self._puts, self._puts + puts
+        if before // self.PURGE_EVERY_PUTS != self._puts // self.PURGE_EVERY_PUTS:
+            # Not awaited by the put: it only has to happen, and it goes with the next batch of writes.
             purge = "DELETE FROM kv WHERE key IN (SELECT key FROM kv WHERE expires_at <= ? LIMIT ?)"
             self._batch_only(purge, (now, self.PURGE_BATCH))
-        await self.write(_UPSERT, row)
 
     def _batch_only(self, sql: str, params: Params) -> None:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
