@@ -9,6 +9,7 @@ from shared.errors import StorageError
 from shared.ports import JobQueue, KeyValueStore, Reservations
 
 if TYPE_CHECKING:
+    from shared.coordination import Coordinator
     from shared.stores.quotas import QuotaLedger
     from shared.stores.usage import UsageLedger
 
@@ -51,6 +52,9 @@ class Backends(Generic[Q]):
     #: Where tenants' usage is counted: exact counters in SQLite or memory, write-once-a-second shards over KV.
     usage: UsageLedger
     dead_letters: Q | None = None
+    #: What every process or isolate must agree on (host slots for politeness; on Cloudflare also the quotas and
+    #: keys above): the SQLite file, this process's memory, or Durable Objects. None: each process on its own.
+    coordination: Coordinator | None = None
     #: Which backend this is ("sqlite", "memory", "cloudflare"), for `/health` and logs.
     name: str = "custom"
 

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from shared.backends.base import Backends
+from shared.backends.durable import durable_coordinator
 from shared.backends.jsvalues import is_js_error, is_null, to_js_object, to_py
 from shared.backends.kvlimits import (
     MAX_DELAY_S,
@@ -35,10 +36,11 @@ from shared.backends.kvlimits import (
     expiry_for,
 )
 from shared.errors import StorageError
-from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, KVWrite, ListResult, Message
+from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, KVWrite, ListResult, Message, Reservations
 from shared.ratelimit import RateDecision, RatePolicy
 from shared.retry import backoff_s
-from shared.stores.quotas import KvQuotaLedger
+from shared.stores.coordinated import CoordinatedQuotaLedger, CoordinatedReservations
+from shared.stores.quotas import KvQuotaLedger, QuotaLedger
 from shared.stores.reservations import KvReservations
 from shared.stores.usage_shards import KvUsageLedger
 
@@ -184,11 +186,22 @@ class CloudflareQueue:
 
 
 def cloudflare_backends(env: Any) -> Backends[CloudflareQueue]:
-    """The Worker's `KV` namespace and `JOBS` producer; no dead-letter receiver (Cloudflare delivers those)."""
+    """The Worker's `KV` namespace and `JOBS` producer; no dead-letter receiver (Cloudflare delivers those).
+
+    With the `COORDINATION` Durable Object namespace bound, quotas and idempotency keys are exact (the tenant's
+    object) and politeness holds across isolates (the host's object); without it, KV's documented bounds apply.
+    """
     kv = CloudflareKV(env.KV)
     jobs = CloudflareQueue(env.JOBS)
-    quotas, reservations, usage = KvQuotaLedger(kv), KvReservations(kv), KvUsageLedger(kv)
-    return Backends(kv=kv, jobs=jobs, quotas=quotas, reservations=reservations, usage=usage, name="cloudflare")
+    usage = KvUsageLedger(kv)
+    coordination = durable_coordinator(env)
+    if coordination is None:
+        quotas: QuotaLedger = KvQuotaLedger(kv)
+        reservations: Reservations = KvReservations(kv)
+    else:
+        quotas, reservations = CoordinatedQuotaLedger(coordination), CoordinatedReservations(coordination, kv)
+    return Backends(kv=kv, jobs=jobs, quotas=quotas, reservations=reservations, usage=usage,
+                    coordination=coordination, name="cloudflare")  # fmt: skip
 
 
 def settings_from_env(env: Any) -> Settings:

@@ -23,6 +23,7 @@ def open_sqlite_backends(
     path: Path, *, visibility_timeout_s: float, max_retries: int, clock: Clock = time.time
 ) -> Backends[SqliteQueue]:
     """KV and queues in one SQLite file; the connections open on first use (see `Backends.ping`)."""
+    from shared.backends.sqlite.coordinator import sqlite_coordinator
     from shared.backends.sqlite.ledger import SqliteQuotaLedger
     from shared.backends.sqlite.store import SqliteKV, SqliteQueue
     from shared.backends.sqlite.usage_ledger import SqliteUsageLedger
@@ -50,6 +51,7 @@ def open_sqlite_backends(
         reservations=kv,
         usage=SqliteUsageLedger(kv),
         dead_letters=dead_letters,
+        coordination=sqlite_coordinator(kv, clock=clock),
         name="sqlite",
     )
 
@@ -58,6 +60,7 @@ def open_memory_backends(
     *, visibility_timeout_s: float, max_retries: int, clock: Clock = time.time
 ) -> Backends[MemoryQueue]:
     from shared.backends.memory import MemoryKV, MemoryQueue
+    from shared.coordination import MemoryRunner, RunnerCoordinator
 
     dead_letters = MemoryQueue(
         DEAD_LETTER_QUEUE, clock=clock, visibility_timeout_s=visibility_timeout_s, max_retries=max_retries
@@ -77,6 +80,7 @@ def open_memory_backends(
         reservations=kv,
         usage=MemoryUsageLedger(),
         dead_letters=dead_letters,
+        coordination=RunnerCoordinator(MemoryRunner(clock)),
         name="memory",
     )
 

@@ -5,7 +5,7 @@ standard library only (the Cloudflare adapters build the ledger in Pyodide).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -52,10 +52,12 @@ class Quotas:
 
 @dataclass(frozen=True)
 class Refusal:
-    """Which quota a reservation would exceed, and how much of it is used."""
+    """Which quota a reservation would exceed, and how much of it is used (for concurrency, maybe the oldest
+    holders, whose tasks the caller may find ended)."""
 
     quota: str
     used: int
+    holders: tuple[str, ...] = field(default=(), compare=False)
 
 
 class TaskLookup(Protocol):

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from shared.backends.base import Backends
+from shared.coordination import RunnerCoordinator
 from shared.errors import StorageError
 from shared.ports import MAX_LIST_LIMIT, JsonObject, KeyInfo, KVWrite, ListResult
+from shared.stores.coordinated import CoordinatedQuotaLedger, CoordinatedReservations
 from shared.stores.quotas import KvQuotaLedger
 from shared.stores.reservations import KvReservations
 from shared.stores.usage_shards import KvUsageLedger
@@ -218,8 +220,34 @@ class RemoteQueue:
         """The harness outlives every test."""
 
 
-def remote_backends(harness: Harness) -> Backends[RemoteQueue]:
+class RemoteRunner:
+    """The coordination port's `Runner` answered by `DurableRunner` inside the harness: each operation goes
+    through the stub's RPC to the stand-in Durable Object, which runs the core on its storage (harness.mjs)."""
+
+    def __init__(self, harness: Harness) -> None:
+        self.harness = harness
+
+    async def run(self, scope: str, op: str, args: JsonObject) -> JsonObject:
+        answer: JsonObject = await self.harness.call("coordination.run", {"scope": scope, "op": op, "args": args})
+        return answer
+
+
+def remote_backends(harness: Harness, *, coordination: bool = True) -> Backends[RemoteQueue]:
+    """The Cloudflare adapters in Pyodide; with `coordination` (the default, as with the binding in both wrangler
+    configs) quotas and idempotency keys go through the Durable Object code, else over KV alone."""
     kv = RemoteKV(harness)
     jobs = RemoteQueue(harness)
-    quotas, reservations, usage = KvQuotaLedger(kv), KvReservations(kv), KvUsageLedger(kv)
-    return Backends(kv=kv, jobs=jobs, quotas=quotas, reservations=reservations, usage=usage, name="cloudflare")
+    usage = KvUsageLedger(kv)
+    if not coordination:
+        quotas, reservations = KvQuotaLedger(kv), KvReservations(kv)
+        return Backends(kv=kv, jobs=jobs, quotas=quotas, reservations=reservations, usage=usage, name="cloudflare")
+    coordinator = RunnerCoordinator(RemoteRunner(harness))
+    return Backends(
+        kv=kv,
+        jobs=jobs,
+        quotas=CoordinatedQuotaLedger(coordinator),
+        reservations=CoordinatedReservations(coordinator, kv),
+        usage=usage,
+        coordination=coordinator,
+        name="cloudflare",
+    )

@@ -45,6 +45,9 @@ const PROJECT_FILES = [
   "shared/backends/kvlimits.py",
   "shared/backends/jsvalues.py",
   "shared/backends/cloudflare.py",
+  "shared/backends/durable.py",
+  "shared/coordination.py",
+  "shared/stores/coordinated.py",
   "consumer/__init__.py",
   "consumer/fetch/__init__.py",
   "consumer/fetch/js_transport.py",
@@ -95,6 +98,46 @@ export default {
   },
 };
 `;
+
+// A Durable Object namespace as the runtime hands one to a Worker: `idFromName`, `get(id)` → a stub whose RPC
+// method `call(op, payload)` reaches the object of that name, made on first use: the Python `CoordinationObject`
+// (shared/backends/durable.py) over a stand-in of a SQLite-backed object's synchronous `ctx.storage.kv` (a Map:
+// get, put, delete, list({prefix}) in key order). Calls to one object run one at a time, in arrival order, as the
+// runtime's input gate delivers them; calls to different objects run concurrently.
+function makeNamespace(newObject) {
+  const objects = new Map();
+  const storageOf = () => {
+    const map = new Map();
+    const kv = {
+      get: (key) => map.get(key),
+      put: (key, value) => void map.set(key, value),
+      delete: (key) => map.delete(key),
+      list: (options) =>
+        [...map.entries()]
+          .filter(([key]) => !options?.prefix || key.startsWith(options.prefix))
+          .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+    };
+    return { kv };
+  };
+  return {
+    idFromName: (name) => ({ name: String(name), toString: () => String(name) }),
+    get(id) {
+      return {
+        call(op, payload) {
+          let entry = objects.get(id.name);
+          if (entry === undefined) {
+            entry = { object: newObject(storageOf()), queue: Promise.resolve() };
+            objects.set(id.name, entry);
+          }
+          const answer = entry.queue.then(() => entry.object.call(String(op), String(payload)));
+          entry.queue = answer.catch(() => undefined);
+          return answer;
+        },
+      };
+    },
+    objectCount: () => objects.size,
+  };
+}
 
 function copyTree(py, source, target) {
   const stat = fs.statSync(source);
@@ -166,6 +209,7 @@ async function main() {
   const jobs = await mf.getQueueProducer("JOBS");
   const { RATE_LIMIT: rateLimit } = await mf.getBindings();
   let resets = 0;
+  let newCoordinationObject; // the Python class, once Pyodide has loaded the project
 
   // A Worker `env` for the next test: an empty KV namespace as `KV`, the queue producer as `JOBS`, the rate limiter.
   async function freshEnv() {
@@ -174,7 +218,12 @@ async function main() {
     if (resets > KV_NAMESPACES.length) {
       await (await mf.dispatchFetch(`http://consumer/clear?binding=${binding}`)).text();
     }
-    return { KV: await mf.getKVNamespace(binding), JOBS: jobs, RATE_LIMIT: rateLimit };
+    return {
+      KV: await mf.getKVNamespace(binding),
+      JOBS: jobs,
+      RATE_LIMIT: rateLimit,
+      COORDINATION: makeNamespace((storage) => newCoordinationObject(storage)),
+    };
   }
 
   async function received() {
@@ -193,6 +242,7 @@ async function main() {
   py.registerJsModule("scrapeq_harness", { freshEnv, makeBatch, received, fetch: globalThis.fetch });
   py.runPython(`import sys; sys.path[:0] = ["${PY_ROOT}", "${PY_ROOT}/site-packages"]`);
   const dispatch = py.pyimport("tests.cloudflare.inside").dispatch;
+  newCoordinationObject = py.pyimport("shared.backends.durable").CoordinationObject;
 
   const pending = new Set();
   const answer = async (line) => {

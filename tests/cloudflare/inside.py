@@ -22,6 +22,7 @@ import scrapeq_harness as harness  # type: ignore[import-not-found]  # registere
 
 from shared.backends.base import Backends
 from shared.backends.cloudflare import CloudflareQueue, CloudflareRateLimiter, cloudflare_backends, dispatch_batch
+from shared.coordination import RunnerCoordinator
 from shared.ports import KVWrite, Message
 from shared.ratelimit import RatePolicy
 from tests.cloudflare.wire import decode, dumps, encode
@@ -66,6 +67,13 @@ async def kv_put(args: dict[str, Any]) -> Any:
 
 async def kv_put_many(args: dict[str, Any]) -> Any:
     await _backends().kv.put_many([KVWrite(**write) for write in args["writes"]])
+
+
+async def coordination_run(args: dict[str, Any]) -> Any:
+    """One operation of the port through `DurableRunner`: the stub's RPC, the object, the core, its storage."""
+    coordination = _backends().coordination
+    assert isinstance(coordination, RunnerCoordinator)
+    return await coordination.runner.run(args["scope"], args["op"], args["args"])
 
 
 async def kv_delete(args: dict[str, Any]) -> Any:
@@ -223,6 +231,7 @@ OPS: dict[str, Op] = {
     "kv.get": kv_get,
     "kv.put": kv_put,
     "kv.put_many": kv_put_many,
+    "coordination.run": coordination_run,
     "kv.delete": kv_delete,
     "kv.scrub": kv_scrub,
     "kv.list": kv_list,

@@ -84,6 +84,10 @@ _SCHEMA_V4 = (
         PRIMARY KEY (tenant_id, hour_ms, name)
     ) WITHOUT ROWID""",
 )
+# The coordination port's state (`sqlite.coordinator`): JSON values by key, as a Durable Object's storage holds them.
+_SCHEMA_V5 = (
+    "CREATE TABLE IF NOT EXISTS coordination (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID",
+)
 
 
 def _connect(path: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
@@ -155,6 +159,7 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...], Callable[[sqlite3.Connection], No
     (2, _SCHEMA_V2, _adopt_active_markers),
     (3, _SCHEMA_V3, None),
     (4, _SCHEMA_V4, None),
+    (5, _SCHEMA_V5, None),
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 
