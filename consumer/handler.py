@@ -11,6 +11,7 @@ import httpx
 from consumer.crawl.hostgate import HostGate
 from consumer.crawl.job import CrawlHandler
 from consumer.crawl.robots import FetcherRobots, RobotsCache
+from consumer.crawl.sharedgate import SharedHostGate
 from consumer.crawl.slice import Shutdown
 from consumer.crawl.visit import Visitor
 from consumer.decision import ACK, Decision, retry
@@ -62,6 +63,19 @@ def message_trace(body: JsonObject) -> tracing.Trace:
     return tracing.Trace(request_id=text("request_id"), tenant_id=text("tenant_id"), task_id=text("task_id"))
 
 
+def host_gate(settings: Settings, backends: Backends[JobQueue]) -> HostGate:
+    """This process's own gate, or one shared through the backends' coordination port (`host_gate` setting)."""
+    concurrency, least, most = settings.host_max_concurrency, settings.host_min_delay_s, settings.host_max_delay_s
+    shared = settings.host_gate == "shared" or (settings.host_gate == "auto" and backends.name == "cloudflare")
+    if not shared or backends.coordination is None:
+        return HostGate(max_concurrency=concurrency, min_delay_s=least, max_delay_s=most)
+    # A slot outlives the longest request it can cover (a page's budget) before it frees itself.
+    lease_s = settings.page_budget_s + 30
+    return SharedHostGate(
+        backends.coordination, max_concurrency=concurrency, min_delay_s=least, max_delay_s=most, lease_s=lease_s
+    )
+
+
 def make_handler(
     settings: Settings,
     backends: Backends[JobQueue],
@@ -76,11 +90,7 @@ def make_handler(
     One `HostGate` serves every visit and robots.txt fetch of every task and tenant in this process.
     """
     fetcher = Fetcher(client, settings=settings)
-    gate = HostGate(
-        max_concurrency=settings.host_max_concurrency,
-        min_delay_s=settings.host_min_delay_s,
-        max_delay_s=settings.host_max_delay_s,
-    )
+    gate = host_gate(settings, backends)
     robots = RobotsCache(FetcherRobots(fetcher, gate), ttl_s=settings.robots_cache_ttl_s, clock=clock)
     visitor = Visitor(
         fetcher=fetcher,

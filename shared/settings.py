@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     host_min_delay_s: float = Field(default=0.0, ge=0)
     #: Cap on a host's `Crawl-delay` and on the pause a 429/503 (`Retry-After`) imposes on it.
     host_max_delay_s: float = Field(default=10.0, ge=0)
+    #: Whose gate a host's limits above hold for: `process` (each consumer process its own: N processes may send
+    #: N times the limit), `shared` (every process and isolate, through the coordination port: the SQLite file, or
+    #: the host's Durable Object), `auto` (shared on Cloudflare, per process locally).
+    host_gate: Literal["auto", "process", "shared"] = "auto"
     #: Times a page answered 429 or 503 is tried again (after `Retry-After` or a backoff) within its visit.
     page_retries: int = Field(default=2, ge=0, le=10)
 
@@ -128,6 +132,10 @@ class Settings(BaseSettings):
     #: How long a new task index key may take to show in every KV listing: the pages-per-day sum is checkpointed
     #: only for keys older than this (a Worker uses at least 120 s, KV's propagation being up to ~60 s).
     quota_settle_s: float = Field(default=1.0, ge=0)
+
+    # --- backups (the consumer Worker's daily Cron Trigger; README "Backups")
+    #: Days a backup in the R2 bucket is kept: the daily run deletes the days older than this.
+    backup_retention_days: int = Field(default=30, ge=1, le=3650)
 
     # --- operator metrics (local processes)
     #: `GET /metrics` on the API answers only with `Authorization: Bearer <this>`; empty: not served at all.

@@ -141,7 +141,8 @@ class WorkerEntrypoint:
 @pytest.fixture
 def js_fetch(monkeypatch: pytest.MonkeyPatch) -> FakeJsFetch:
     fetch = FakeJsFetch()
-    monkeypatch.setitem(sys.modules, "workers", types.SimpleNamespace(WorkerEntrypoint=WorkerEntrypoint))
+    workers = types.SimpleNamespace(WorkerEntrypoint=WorkerEntrypoint, DurableObject=WorkerEntrypoint)
+    monkeypatch.setitem(sys.modules, "workers", workers)
     monkeypatch.setitem(sys.modules, "asgi", FakeAsgi)
     monkeypatch.setitem(sys.modules, "js", types.SimpleNamespace(fetch=fetch))
     return fetch
