@@ -9,8 +9,7 @@ enqueue → consume → KV → status.
 
 from __future__ import annotations
 
-import bisect
-import itertools
+import collections
 import sys
 import types
 from collections.abc import Iterator
@@ -20,116 +19,14 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.backends.durable import CoordinationObject
 from shared.settings import Settings
 from shared.stores.accounts import Accounts
 from tests.fixtures.sitegen import generate
 from tests.fixtures.static import serve_directory
+from tests.integration.worker_fakes import FakeAsgi, FakeJsFetch, FakeKVNamespace, FakeMessage, FakeQueueProducer
 
 QUEUE = "scrapeq-jobs"
-
-
-class FakeKVNamespace:
-    """A KV namespace binding as the SDK wrapper presents it: Python values, None for a missing key."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, tuple[str, dict[str, Any]]] = {}
-        self.keys: list[str] = []
-
-    async def get(self, key: str) -> str | None:
-        entry = self.data.get(key)
-        return entry[0] if entry else None
-
-    async def put(self, key: str, value: str, options: dict[str, Any] | None = None) -> None:
-        if key not in self.data:
-            bisect.insort(self.keys, key)
-        self.data[key] = (value, options or {})
-
-    async def delete(self, key: str) -> None:
-        if self.data.pop(key, None) is not None:
-            self.keys.remove(key)
-
-    async def list(self, options: dict[str, Any]) -> dict[str, Any]:
-        prefix, limit = options.get("prefix", ""), options["limit"]
-        start = int(options.get("cursor") or 0)
-        names = [k for k in self.keys if k.startswith(prefix)]
-        page = names[start : start + limit]
-        done = start + limit >= len(names)
-        listed = [{"name": n, **{k: v for k, v in self.data[n][1].items() if k == "metadata"}} for n in page]
-        result: dict[str, Any] = {"keys": listed, "list_complete": done}
-        if not done:
-            result["cursor"] = str(start + limit)
-        return result
-
-
-class FakeQueueProducer:
-    def __init__(self) -> None:
-        self.sent: list[tuple[dict[str, Any], dict[str, Any]]] = []
-
-    async def send(self, body: dict[str, Any], options: dict[str, Any] | None = None) -> None:
-        self.sent.append((body, options or {}))
-
-
-class FakeMessage:
-    """A queue message as the runtime hands it over, recording how it was settled."""
-
-    _ids = itertools.count()
-
-    def __init__(self, body: dict[str, Any], attempts: int = 1, message_id: str | None = None) -> None:
-        self.id = message_id or f"msg-{next(self._ids)}"
-        self.body = body
-        self.attempts = attempts
-        self.settled: tuple[str, dict[str, Any]] | None = None
-
-    def ack(self) -> None:
-        self.settled = ("ack", {})
-
-    def retry(self, options: dict[str, Any] | None = None) -> None:
-        self.settled = ("retry", options or {})
-
-
-class FakeReader:
-    def __init__(self, body: bytes) -> None:
-        self.chunks = [body[i : i + 16384] for i in range(0, len(body), 16384)]
-
-    async def read(self) -> types.SimpleNamespace:
-        if not self.chunks:
-            return types.SimpleNamespace(done=True, value=None)
-        return types.SimpleNamespace(done=False, value=self.chunks.pop(0))
-
-    async def cancel(self) -> None:
-        self.chunks.clear()
-
-
-class FakeResponse:
-    def __init__(self, response: httpx.Response) -> None:
-        self.status = response.status_code
-        self.headers = types.SimpleNamespace(entries=lambda: [[k, v] for k, v in response.headers.items()])
-        self.body = types.SimpleNamespace(getReader=lambda: FakeReader(response.content))
-
-
-class FakeJsFetch:
-    """JS `fetch` with the runtime's behaviour that matters here: `redirect: "manual"` is honoured."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, str]]] = []
-
-    async def __call__(self, url: str, init: dict[str, Any]) -> FakeResponse:
-        assert init["redirect"] == "manual"
-        headers = {name: value for name, value in init["headers"]}
-        self.requests.append((url, headers))
-        async with httpx.AsyncClient(follow_redirects=False, trust_env=False) as client:
-            response = await client.request(init["method"], url, headers=headers)
-        return FakeResponse(response)
-
-
-class FakeAsgi:
-    """The runtime's ASGI adapter: a JS `Request` in, a `Response` out, the app run in between."""
-
-    @staticmethod
-    async def fetch(app: Any, request: httpx.Request, env: Any) -> httpx.Response:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="https://api.example") as client:
-            return await client.send(request)
 
 
 class WorkerEntrypoint:
@@ -333,3 +230,66 @@ async def test_the_producer_worker_serves_the_dashboard_with_its_policy(workers:
         assert answer.status_code == 200, path
         assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
         assert answer.text == asset.body
+
+
+class StandInStorage:
+    """A SQLite-backed object's synchronous `ctx.storage.kv`, as the Pyodide harness's JS stand-in has it."""
+
+    def __init__(self) -> None:
+        self.kv = self
+        self.values: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        return self.values.get(key)
+
+    def put(self, key: str, value: str) -> None:
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+    def list(self, options: dict[str, Any]) -> Iterator[tuple[str, str]]:
+        prefix = options.get("prefix", "")
+        return iter(sorted((k, v) for k, v in self.values.items() if k.startswith(prefix)))
+
+
+class StandInNamespace:
+    """`idFromName` / `get(id)` / the stub's RPC `call`, counting calls per object and operation."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, CoordinationObject] = {}
+        self.calls: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    def idFromName(self, name: str) -> str:
+        return name
+
+    def get(self, name: str) -> types.SimpleNamespace:
+        async def call(op: str, payload: str) -> str:
+            self.calls[(name.split(":", 1)[0], op)] += 1
+            target = self.objects.setdefault(name, CoordinationObject(StandInStorage()))
+            return await target.call(op, payload)
+
+        return types.SimpleNamespace(call=call)
+
+
+async def test_a_crawl_takes_its_places_keys_and_host_slots_from_the_objects(
+    workers: tuple[Any, Any], env: Any, site: str, js_fetch: FakeJsFetch
+) -> None:
+    producer, consumer = workers
+    env.COORDINATION = namespace = StandInNamespace()
+    key = await new_key(env)
+    body = {"url": f"{site}/index.html", "knowledge_base_id": "kb_edge", "limit": 8}
+    first = await call(producer, env, "POST", "/scrape", key, headers={"Idempotency-Key": "k-1"}, json=body)
+    again = await call(producer, env, "POST", "/scrape", key, headers={"Idempotency-Key": "k-1"}, json=body)
+    assert first.status_code == 202 and again.status_code == 200
+    assert again.json()["task_id"] == first.json()["task_id"]
+    await run_queue(consumer, env)
+    task = (await call(producer, env, "GET", f"/tasks/{first.json()['task_id']}", key)).json()
+    assert task["status"] == "completed" and task["progress"]["pages_done"] == 8
+    assert namespace.calls[("tenant", "swap_key")] == 2  # the key reserved once, the replay found it
+    assert namespace.calls[("tenant", "reserve_quota")] == 1
+    assert namespace.calls[("tenant", "release_quota")] >= 1  # the task's end gave its place back
+    fetched = len(js_fetch.requests)  # pages and robots.txt, each inside the host's slot
+    assert namespace.calls[("host", "acquire_host")] >= fetched
+    assert namespace.calls[("host", "release_host")] >= fetched
+    assert [name for name in namespace.objects if name.startswith("host:")] == [f"host:{site.split('//')[1]}"]
