@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers import WorkerEntrypoint  # type: ignore[import-not-found]
+from workers import DurableObject, WorkerEntrypoint  # type: ignore[import-not-found]
 
 from consumer.fetch.client import build_client
 from consumer.handler import JobHandler, make_handler
-from shared import logformat
+from shared import cron, logformat
 from shared.backends import analytics
 from shared.backends.cloudflare import cloudflare_backends, dispatch_batch, settings_from_env
+from shared.backends.durable import CoordinationObject
 from shared.ports import Message
 
 _handler: JobHandler | None = None
@@ -47,3 +48,22 @@ class Default(WorkerEntrypoint):  # type: ignore[misc]
     async def queue(self, batch: Any) -> None:
         handler = handler_for(self.env)
         await dispatch_batch(batch, lambda queue, message: handle(handler, queue, message))
+
+    async def scheduled(self, controller: Any, env: Any = None, ctx: Any = None) -> None:
+        """A Cron Trigger (`[triggers] crons`): `shared.cron` runs the work of `controller.cron` (the daily backup)."""
+        settings = handler_for(self.env).settings  # the handler installs the log format too
+        await cron.run(controller, self.env, retention_days=settings.backup_retention_days)
+
+
+class Coordination(DurableObject):  # type: ignore[misc]
+    """The coordination Durable Object (binding `COORDINATION` in both Workers): one per host and one per tenant
+    (`shared.coordination.RunnerCoordinator` names them); each RPC `call` is one operation of the port's core on
+    the object's SQLite-backed storage (`shared.backends.durable`)."""
+
+    def __init__(self, ctx: Any, env: Any) -> None:
+        self.ctx = ctx
+        self.env = env
+        self.body = CoordinationObject(ctx.storage)
+
+    async def call(self, op: str, payload: str) -> str:
+        return await self.body.call(op, payload)

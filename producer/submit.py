@@ -161,7 +161,7 @@ async def _create(task: Task, *, tasks: TaskStore, ledger: QuotaLedger, jobs: Jo
         # The record exists before the job does, so a GET right after the 202 never answers 404.
         await tasks.create(task)
     except BaseException:
-        await ledger.release(tenant_id, task.task_id)  # a task that never was holds no place
+        await ledger.release(tenant_id, task.task_id, used_pages=0)  # a task that never was holds nothing
         raise
     try:
         job = CrawlJob(tenant_id=tenant_id, task_id=task.task_id, request_id=tracing.request_id())
@@ -184,7 +184,7 @@ async def _create(task: Task, *, tasks: TaskStore, ledger: QuotaLedger, jobs: Jo
 
 async def _abandon(task: Task, tasks: TaskStore, ledger: QuotaLedger) -> None:
     await tasks.save(task)
-    await ledger.release(task.tenant_id, task.task_id)
+    await ledger.release(task.tenant_id, task.task_id, used_pages=0)
 
 
 #: Background retries of `_abandon` in this process (referenced here, so none is collected while it runs).

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scrapeq.cloudflare import bundle, provision
+from scrapeq.cloudflare import bundle, provision, remote_backup
 from scrapeq.cloudflare.kv import WranglerKV
 from scrapeq.cloudflare.wrangler import ENV_VAR, Wrangler, command_from
 from shared.stores.accounts import Accounts
@@ -45,6 +45,7 @@ def add_parser(sub: Subcommands, *, account_commands: AccountCommands) -> None:
     build.add_argument("--out", type=Path, help=f"parent dir of the module roots (default: {bundle.BUILD_DIR})")
     _env_flag(actions.add_parser("setup", help="create the KV namespace and queues if missing; write the ids"))
     _env_flag(actions.add_parser("verify", help="check login, ids, namespaces, queues and dry-run deploys"))
+    remote_backup.add_parsers(actions, flags=_env_flag)
     account_commands(actions, flags=_env_flag)
 
 
@@ -75,10 +76,27 @@ def run(args: argparse.Namespace, *, account_command: Callable[[Accounts], Await
         say("all checks passed" if not failed else f"{failed} check(s) failed")
         return 0 if not failed else 1
     wrangler.whoami()  # a clear "not logged in" before the first KV call
+    if args.cloudflare_command in remote_backup.COMMANDS:
+        return _backup_command(args, project, wrangler)
     accounts = Accounts(WranglerKV(wrangler, project.kv_id(args.env)))
 
     async def remote() -> None:
         await account_command(accounts)
 
     asyncio.run(remote())
+    return 0
+
+
+def _backup_command(args: argparse.Namespace, project: provision.Project, wrangler: Wrangler) -> int:
+    kv = WranglerKV(wrangler, project.kv_id(args.env))
+    if args.cloudflare_command == "backup":
+        bucket = project.backups_bucket(args.env) if args.upload else None
+        run = remote_backup.backup(kv, args.out, tenant=args.tenant, bucket=bucket, wrangler=wrangler, say=say)
+        say(f"backed up {len(asyncio.run(run))} tenant(s)")
+        return 0
+    bucket = project.backups_bucket(args.env) if args.from_r2 else None
+    restored = asyncio.run(
+        remote_backup.restore(kv, args.file, tenant=args.tenant, bucket=bucket, replace=args.replace, wrangler=wrangler)
+    )
+    say(f"restored tenant {restored.tenant_id}: {restored.imported} records ({restored.skipped} already expired)")
     return 0

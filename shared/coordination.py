@@ -64,8 +64,9 @@ class Coordinator(Protocol):
         exceed (a concurrency refusal names the oldest holders, for the caller to free those that ended)."""
         ...
 
-    async def release_quota(self, tenant_id: str, task_id: str) -> None:
-        """The task no longer holds a place in its tenant's concurrency (idempotent)."""
+    async def release_quota(self, tenant_id: str, task_id: str, *, used_pages: int | None = None) -> None:
+        """The task no longer holds a place in its tenant's concurrency (idempotent); with `used_pages`, the rest
+        of its reserved pages go back to the day they were reserved on, if it is still that day."""
         ...
 
     async def swap_key(self, key: str, *, expected: str | None, value: str | None, ttl_s: float) -> KeySwap:
@@ -128,25 +129,29 @@ def reserve_quota(
         return Refusal(PAGES_PER_DAY, used)
     active = int(usage["active"])
     if limits.max_concurrent_tasks and active >= limits.max_concurrent_tasks:
-        markers = sorted(state.items(f"active:{tenant_id}:"), key=lambda item: float(item[1]))
+        markers = sorted(state.items(f"active:{tenant_id}:"), key=lambda item: json.loads(item[1])["at"])
         holders = tuple(name.rsplit(":", 1)[1] for name, _ in markers[:MAX_MARKER_CHECKS])
         return Refusal(CONCURRENT_TASKS, active, holders=holders)
     marker = f"active:{tenant_id}:{task_id}"
     if state.get(marker) is None:
-        state.put(marker, repr(now))
+        state.put(marker, _dump({"at": now, "pages": pages}))
         active += 1
     state.put(key, _dump({"active": active, "day_ms": day, "day_pages": used + pages}))
     return None
 
 
-def release_quota(state: State, tenant_id: str, task_id: str) -> None:
+def release_quota(state: State, tenant_id: str, task_id: str, used_pages: int | None) -> None:
     marker = f"active:{tenant_id}:{task_id}"
-    if state.get(marker) is None:
-        return
+    held = _load(state, marker, None)
+    if held is None:
+        return  # released before (or never reserved): nothing to give back twice
     state.delete(marker)
     key = f"quota:{tenant_id}"
     usage = _load(state, key, {"active": 0, "day_ms": 0, "day_pages": 0})
     usage["active"] = max(0, int(usage["active"]) - 1)
+    unused = 0 if used_pages is None else max(0, int(held["pages"]) - used_pages)
+    if unused and usage["day_ms"] == day_start_ms(datetime.fromtimestamp(float(held["at"]), UTC)):
+        usage["day_pages"] = max(0, int(usage["day_pages"]) - unused)
     state.put(key, _dump(usage))
 
 
@@ -179,7 +184,8 @@ def apply(state: State, now: float, op: str, args: dict[str, Any]) -> dict[str, 
         )
         return {"refusal": None if refusal is None else [refusal.quota, refusal.used, list(refusal.holders)]}
     if op == "release_quota":
-        release_quota(state, args["tenant_id"], args["task_id"])
+        used = args.get("used_pages")
+        release_quota(state, args["tenant_id"], args["task_id"], None if used is None else int(used))
         return {}
     if op == "swap_key":
         swap = swap_key(state, now, args["key"], args.get("expected"), args.get("value"), float(args["ttl_s"]))
@@ -243,8 +249,9 @@ class RunnerCoordinator:
         refusal = (await self.runner.run(f"tenant:{tenant_id}", "reserve_quota", args))["refusal"]
         return None if refusal is None else Refusal(str(refusal[0]), int(refusal[1]), tuple(refusal[2]))
 
-    async def release_quota(self, tenant_id: str, task_id: str) -> None:
-        await self.runner.run(f"tenant:{tenant_id}", "release_quota", {"tenant_id": tenant_id, "task_id": task_id})
+    async def release_quota(self, tenant_id: str, task_id: str, *, used_pages: int | None = None) -> None:
+        args = {"tenant_id": tenant_id, "task_id": task_id, "used_pages": used_pages}
+        await self.runner.run(f"tenant:{tenant_id}", "release_quota", args)
 
     async def swap_key(self, key: str, *, expected: str | None, value: str | None, ttl_s: float) -> KeySwap:
         args = {"key": key, "expected": expected, "value": value, "ttl_s": ttl_s}

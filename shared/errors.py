@@ -22,6 +22,7 @@ class ScrapeqError(Exception):
     │   ├── QuotaExceeded         429 (or 422 when no retry can pass; the body names the quota)
     │   └── ServiceUnavailable    503
     ├── StorageError              a backend failed (KV or queue)
+    ├── BackupError               a backup cannot be read or restored (corrupt, truncated, wrong tenant)
     └── FetchError                one page could not be fetched (a per-page error, never a task crash)
         ├── BlockedAddress        the network guard refused the destination
         ├── FetchTimeout
@@ -120,6 +121,10 @@ class ServiceUnavailable(ApiError):
 
 class StorageError(ScrapeqError):
     """A KV or queue backend failed."""
+
+
+class BackupError(ScrapeqError):
+    """A backup that cannot be read or restored: corrupt or truncated, another tenant's, or a target not empty."""
 
 
 class FetchError(ScrapeqError):

@@ -123,6 +123,42 @@ class LocalQueue(JobQueue, QueueReceiver, Protocol):
     """A queue a local process both sends to and receives from (SQLite, memory)."""
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+
+
+class ObjectWriter(Protocol):
+    """One object being written in pieces; it exists (whole) only once `close` returns."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def abort(self) -> None: ...
+
+
+class ObjectStore(Protocol):
+    """An R2 bucket, as far as backups need one: streamed writes, ranged reads, listing by prefix, deletes."""
+
+    def writer(self, key: str) -> ObjectWriter: ...
+
+    async def size(self, key: str) -> int | None:
+        """The object's size in bytes, or None if there is no such object."""
+        ...
+
+    async def read(self, key: str, offset: int, length: int) -> bytes:
+        """Bytes `offset` … `offset + length` of an existing object (fewer at its end)."""
+        ...
+
+    def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        """Every object under `prefix`, in key order."""
+        ...
+
+    async def delete(self, key: str) -> None: ...
+
+
 async def scan(kv: KeyValueStore, prefix: str) -> AsyncIterator[KeyInfo]:
     """Every key under `prefix`, following cursors (Cloudflare may return short or empty pages)."""
     cursor: str | None = None

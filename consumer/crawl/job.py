@@ -280,7 +280,9 @@ class CrawlHandler:
         await self.store.save(task)
         # The checkpoint only matters to a running crawl; later deliveries see the terminal status first.
         await self.store.discard_crawl_state(task.tenant_id, task.task_id)
-        await self.quotas.release(task.tenant_id, task.task_id)  # frees its place in the concurrency quota
+        # Frees its place in the concurrency quota, and gives back the reserved pages it did not store: failed,
+        # skipped and never-crawled pages use none of the day's quota.
+        await self.quotas.release(task.tenant_id, task.task_id, used_pages=task.progress.pages_done)
         telemetry.recorder().task_finished(task.tenant_id, task.status.value)
         await record(self.usage, task.tenant_id, {TASK_ENDED[task.status.value]: 1})
         log.info(

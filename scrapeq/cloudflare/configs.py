@@ -14,6 +14,11 @@ KV_BINDING = "KV"
 JOBS_BINDING = "JOBS"
 #: The Workers Analytics Engine dataset both Workers write their data points to (shared/backends/analytics.py).
 METRICS_BINDING = "METRICS"
+#: The consumer's R2 bucket of daily backups (shared/backups.py).
+BACKUPS_BINDING = "BACKUPS"
+#: The coordination Durable Object (shared/backends/durable.py): exported by the consumer, bound by both Workers.
+COORDINATION_BINDING = "COORDINATION"
+COORDINATION_CLASS = "Coordination"
 #: What the committed configs carry until `scrapeq cloudflare setup` writes the real namespace ids.
 PLACEHOLDER_ID = "set-by-scrapeq-cloudflare-setup"
 _NAMESPACE_ID = re.compile(r"[0-9a-f]{32}")
@@ -56,6 +61,10 @@ class EnvView:
     consumers: list[dict[str, Any]]
     vars: dict[str, Any]
     metrics_dataset: str | None = None
+    backups_bucket: str | None = None
+    crons: tuple[str, ...] = ()
+    #: The `COORDINATION` Durable Object binding as configured (its class_name, and script_name if another's).
+    coordination: dict[str, Any] | None = None
 
     @property
     def dead_letter_queue(self) -> str | None:
@@ -68,13 +77,40 @@ def view(config: dict[str, Any], env: str | None) -> EnvView:
     kv = [ns for ns in keys.get("kv_namespaces", []) if ns.get("binding") == KV_BINDING]
     jobs = [p for p in queues.get("producers", []) if p.get("binding") == JOBS_BINDING]
     metrics = [d for d in keys.get("analytics_engine_datasets", []) if d.get("binding") == METRICS_BINDING]
+    buckets = [b for b in keys.get("r2_buckets", []) if b.get("binding") == BACKUPS_BINDING]
+    objects = [b for b in keys.get("durable_objects", {}).get("bindings", []) if b.get("name") == COORDINATION_BINDING]
     return EnvView(
         kv_id=kv[0].get("id") if kv else None,
         jobs_queue=jobs[0].get("queue") if jobs else None,
         consumers=list(queues.get("consumers", [])),
         vars=dict(keys.get("vars", {})),
         metrics_dataset=metrics[0].get("dataset") if metrics else None,
+        backups_bucket=buckets[0].get("bucket_name") if buckets else None,
+        crons=tuple(keys.get("triggers", {}).get("crons", [])),
+        coordination=dict(objects[0]) if objects else None,
     )
+
+
+def worker_name(config: dict[str, Any], env: str | None) -> str:
+    """The deployed Worker's name in `env`: wrangler appends `-<env>` unless the environment names it."""
+    own = section(config, env).get("name") if env is not None else None
+    return str(own or (config.get("name", "") + (f"-{env}" if env else "")))
+
+
+def coordination_problems(producer: dict[str, Any], consumer: dict[str, Any], env: str | None) -> list[str]:
+    """What keeps the Workers from sharing the coordination object in `env` (empty: nothing)."""
+    problems: list[str] = []
+    exporter = worker_name(consumer, env)
+    for who, config, script in (("producer", producer, exporter), ("consumer", consumer, None)):
+        binding = view(config, env).coordination
+        if binding is None or binding.get("class_name") != COORDINATION_CLASS:
+            problems.append(f"the {who} has no {COORDINATION_BINDING} binding of class {COORDINATION_CLASS}")
+        elif binding.get("script_name") != script:
+            problems.append(f"the {who}'s {COORDINATION_BINDING} binding names script {binding.get('script_name')!r}")
+    migrated = [c for m in consumer.get("migrations", []) for c in m.get("new_sqlite_classes", [])]
+    if COORDINATION_CLASS not in migrated:
+        problems.append(f"the consumer's migrations do not create {COORDINATION_CLASS} as a SQLite-backed class")
+    return problems
 
 
 def check_pair(producer: dict[str, Any], consumer: dict[str, Any], env: str | None) -> list[str]:
@@ -93,6 +129,7 @@ def check_pair(producer: dict[str, Any], consumer: dict[str, Any], env: str | No
             problems.append(f"the {what} differs or is missing: {mine!r} / {other!r}")
     if ours.vars != theirs.vars:
         problems.append("[vars] differ between the two Workers")
+    problems += coordination_problems(producer, consumer, env)
     dlq = theirs.dead_letter_queue
     if dlq is None:
         problems.append(f"the consumer does not consume {theirs.jobs_queue!r} with a dead_letter_queue")

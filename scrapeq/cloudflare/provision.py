@@ -1,5 +1,5 @@
 """`scrapeq cloudflare setup` and `verify`: create through wrangler only what a deployment lacks (a KV namespace,
-the jobs queue and its dead-letter queue, per environment), write the namespace id into both configs, check.
+the jobs queues, the backups bucket, per environment), write the namespace id into both configs, check.
 """
 
 from __future__ import annotations
@@ -54,6 +54,13 @@ class Project:
             raise ValueError(f"{path} names no jobs queue with a dead_letter_queue for this environment")
         return consumer.jobs_queue, consumer.dead_letter_queue
 
+    def backups_bucket(self, env: str | None) -> str:
+        """The consumer's R2 bucket of backups for `env`, as its config names it."""
+        bucket = configs.view(self.load(CONSUMER), env).backups_bucket
+        if bucket is None:
+            raise ValueError(f"{CONSUMER.config_path} has no {configs.BACKUPS_BINDING} R2 bucket for this environment")
+        return bucket
+
     def kv_id(self, env: str | None) -> str:
         """The configured KV namespace id for `env`; an error while it is still the placeholder."""
         namespace_id = configs.view(self.load(PRODUCER), env).kv_id
@@ -74,6 +81,7 @@ def setup(project: Project, wrangler: Wrangler, env: str | None, *, say: Say) ->
     namespace_id = ensure_namespace(wrangler, namespace_title(env), say=say)
     for queue in project.queues(env):
         ensure_queue(wrangler, queue, say=say)
+    ensure_bucket(wrangler, project.backups_bucket(env), say=say)
     for worker in WORKERS.values():
         write_kv_id(project, worker, env, namespace_id, say=say)
     return namespace_id
@@ -104,6 +112,15 @@ def ensure_queue(wrangler: Wrangler, name: str, *, say: Say) -> None:
     say(f"queue {name}: creating")
     wrangler.create_queue(name)
     say(f"queue {name}: created")
+
+
+def ensure_bucket(wrangler: Wrangler, name: str, *, say: Say) -> None:
+    if wrangler.r2_bucket_exists(name):
+        say(f"R2 bucket {name}: exists")
+        return
+    say(f"R2 bucket {name}: creating")
+    wrangler.create_r2_bucket(name)
+    say(f"R2 bucket {name}: created")
 
 
 def write_kv_id(project: Project, worker: WorkerSpec, env: str | None, namespace_id: str, *, say: Say) -> None:
@@ -162,5 +179,7 @@ def _remote_checks(project: Project, wrangler: Wrangler, env: str | None) -> Ite
         yield Check(listed, f"KV namespace {namespace_id} exists", "not in `wrangler kv namespace list`")
         for queue in project.queues(env):
             yield Check(wrangler.queue_exists(queue), f"queue {queue} exists", "run `scrapeq cloudflare setup`")
+        bucket = project.backups_bucket(env)
+        yield Check(wrangler.r2_bucket_exists(bucket), f"R2 bucket {bucket} exists", "run `scrapeq cloudflare setup`")
     except (WranglerError, ValueError) as exc:
-        yield Check(False, "KV namespace and queues exist", str(exc))
+        yield Check(False, "KV namespace, queues and R2 bucket exist", str(exc))

@@ -194,6 +194,25 @@ class Wrangler:
     def create_queue(self, name: str) -> None:
         self.run("queues", "create", name)
 
+    def r2_bucket_exists(self, name: str) -> bool:
+        result = self.run("r2", "bucket", "info", name, "--json", check=False)
+        if result.ok:
+            return True
+        if "does not exist" in result.output or "10006" in result.output:
+            return False
+        self._checked(result, check=True)
+        return False  # unreachable: _checked raised
+
+    def create_r2_bucket(self, name: str) -> None:
+        self.run("r2", "bucket", "create", name)
+
+    async def r2_object_get(self, bucket: str, key: str, file: Path) -> None:
+        """Download `bucket/key` into `file` (`r2 object get --remote`)."""
+        await self.run_async("r2", "object", "get", f"{bucket}/{key}", "--file", str(file), "--remote")
+
+    async def r2_object_put(self, bucket: str, key: str, file: Path) -> None:
+        await self.run_async("r2", "object", "put", f"{bucket}/{key}", "--file", str(file), "--remote")
+
     def deploy_dry_run(self, config: str, env: str | None, outdir: Path) -> Result:
         """`wrangler deploy --dry-run` of one Worker (offline: bundles, validates, prints the bindings); `config` is
         relative to `cwd`."""

@@ -71,6 +71,22 @@ def _none_to_nulls(value: Any, jsnull: object) -> Any:
     return value
 
 
+def to_js_bytes(data: bytes) -> Any:
+    """Bytes as a JS `Uint8Array` of their own (a copy, so Python's buffer can go at once); unchanged on CPython."""
+    if _ffi() is None:
+        return data
+    array = importlib.import_module("js").Uint8Array.new(len(data))
+    array.assign(data)
+    return array
+
+
+def from_js_bytes(value: Any) -> bytes:
+    """An `ArrayBuffer` or typed array a binding returned (or the SDK's Python buffer) as bytes."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return bytes(value.to_bytes())
+
+
 def is_null(value: Any) -> bool:
     """Whether a JS attribute is null or undefined, without converting it."""
     ffi = _ffi()

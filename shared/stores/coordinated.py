@@ -35,8 +35,8 @@ class CoordinatedQuotaLedger:
             return refusal
         return await self.coordinator.reserve_quota(tenant_id, task_id, pages=pages, limits=limits, now=now)
 
-    async def release(self, tenant_id: str, task_id: str) -> None:
-        await self.coordinator.release_quota(tenant_id, task_id)
+    async def release(self, tenant_id: str, task_id: str, *, used_pages: int | None = None) -> None:
+        await self.coordinator.release_quota(tenant_id, task_id, used_pages=used_pages)
 
 
 class CoordinatedReservations:

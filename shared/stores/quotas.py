@@ -80,8 +80,11 @@ class QuotaLedger(Protocol):
         `tasks` tells which places are held by tasks that ended without releasing them."""
         ...
 
-    async def release(self, tenant_id: str, task_id: str) -> None:
-        """The task no longer counts against its tenant's concurrent tasks (idempotent)."""
+    async def release(self, tenant_id: str, task_id: str, *, used_pages: int | None = None) -> None:
+        """The task no longer counts against its tenant's concurrent tasks (idempotent). With `used_pages` (the
+        pages it stored), the rest of the pages it reserved are given back to the day it reserved them on, if
+        that day is still today: failed, skipped and never-crawled pages use no quota (README "Limits and
+        quotas"). Without, its reservation stands whole (an erasure, a ledger that cannot give back)."""
         ...
 
 
@@ -141,7 +144,9 @@ class KvQuotaLedger:
         await self.kv.put(keys.active_task(tenant_id, task_id), "1", ttl_s=ACTIVE_MARKER_TTL_S)
         return None
 
-    async def release(self, tenant_id: str, task_id: str) -> None:
+    async def release(self, tenant_id: str, task_id: str, *, used_pages: int | None = None) -> None:
+        """Pages are not given back: a day's sum is of index keys and checkpoints written once each, and a
+        give-back would be one more listing per submit. (With the Durable Object, Cloudflare gives back.)"""
         await self.kv.delete(keys.active_task(tenant_id, task_id))
 
     async def _active(self, tenant_id: str, allowance: int, tasks: TaskLookup) -> int:

@@ -187,6 +187,20 @@ def test_bindings_are_the_configured_kv_queue_and_vars(dry_run: DryRun) -> None:
     dataset = f"scrapeq_metrics{'' if dry_run.env is None else '_staging'}"
     assert by_type["analytics_engine"] == [{"type": "analytics_engine", "name": "METRICS", "dataset": dataset}]
     assert view.metrics_dataset == dataset
+    # The backups bucket: the consumer's only (its daily cron writes there), one per environment.
+    backups = by_type.pop("r2_bucket", [])
+    if dry_run.worker == "consumer":
+        bucket = f"scrapeq-backups{'' if dry_run.env is None else '-staging'}"
+        assert backups == [{"name": "BACKUPS", "type": "r2_bucket", "bucket_name": bucket}]
+        assert view.backups_bucket == bucket
+    else:
+        assert backups == []
+    # The coordination Durable Object: the consumer exports the class, the producer binds the consumer's.
+    suffix = "" if dry_run.env is None else "-staging"
+    coordination = {"name": "COORDINATION", "type": "durable_object_namespace", "class_name": "Coordination"}
+    if dry_run.worker == "producer":
+        coordination["script_name"] = f"scrapeq-consumer{suffix}"
+    assert by_type.pop("durable_object_namespace", []) == [coordination]
     assert set(by_type) == {"kv_namespace", "queue", "plain_text", "analytics_engine"}
     expected_queue = "scrapeq-jobs" if dry_run.env is None else "scrapeq-jobs-staging"
     assert view.jobs_queue == expected_queue
@@ -216,6 +230,12 @@ def test_printed_bindings_table_matches_the_upload(dry_run: DryRun) -> None:
     assert rows.pop("KV") == (view.kv_id, "KV Namespace")
     assert rows.pop("JOBS") == (view.jobs_queue, "Queue")
     assert rows.pop("METRICS") == (view.metrics_dataset, "Analytics Engine Dataset")
+    if dry_run.worker == "consumer":
+        assert rows.pop("BACKUPS") == (view.backups_bucket, "R2 Bucket")
+        assert rows.pop("COORDINATION") == ("Coordination", "Durable Object")
+    else:
+        consumer = f"scrapeq-consumer{'' if dry_run.env is None else '-staging'}"
+        assert rows.pop("COORDINATION") == (f"Coordination, defined in {consumer}", "Durable Object")
     for limit in rate_limits(dry_run.worker, dry_run.env):
         simple = limit["simple"]
         assert rows.pop(limit["name"]) == (f"{simple['limit']} requests/{simple['period']}s", "Rate Limit")
@@ -306,3 +326,23 @@ def test_setup_without_credentials_says_how_to_log_in(tmp_path: Path) -> None:
     )
     assert done.returncode == 2, done.stdout + done.stderr
     assert done.stderr.strip() == f"scrapeq: error: {NOT_LOGGED_IN}"
+
+
+def test_the_consumer_runs_the_daily_backup_cron_in_both_environments(dry_run: DryRun) -> None:
+    """wrangler's dry run prints no triggers and uploads none (they are set after the upload), so the cron is
+    checked in the config wrangler validated: the schedule `shared.cron` dispatches on, in each environment."""
+    from shared import cron
+
+    crons = dry_run.view.crons
+    assert crons == ((cron.DAILY_BACKUP,) if dry_run.worker == "consumer" else ())
+    assert set(crons) <= set(cron.SCHEDULES)
+    assert dry_run.view.vars["SCRAPEQ_BACKUP_RETENTION_DAYS"] == "30"
+
+
+def test_the_coordination_class_is_migrated_as_sqlite_backed_by_its_worker_only() -> None:
+    """Its storage must be SQLite-backed (the object uses the synchronous `ctx.storage.kv`); wrangler's dry run does
+    not show migrations, so the configs are read (staging inherits the top-level `migrations`)."""
+    consumer = configs.load(WORKERS_DIR / CONFIG["consumer"])
+    assert consumer["migrations"] == [{"tag": "v1", "new_sqlite_classes": ["Coordination"]}]
+    assert "migrations" not in consumer.get("env", {}).get("staging", {})
+    assert "migrations" not in configs.load(WORKERS_DIR / CONFIG["producer"])

@@ -136,3 +136,15 @@ async def test_an_expired_key_counts_as_absent(port: Coordinator, clock: FakeClo
     await elapse(clock, 0.5)
     swap = await port.swap_key(key, expected=None, value="new", ttl_s=3600)
     assert swap.done and swap.held is None
+
+
+async def test_a_release_gives_back_the_pages_its_task_did_not_store(port: Coordinator) -> None:
+    limits = QuotaLimits(max_concurrent_tasks=0, max_pages_per_day=30)
+    assert await port.reserve_quota("tn_fair", "t1", pages=25, limits=limits, now=NOW) is None
+    await port.release_quota("tn_fair", "t1", used_pages=5)  # 20 pages failed
+    await port.release_quota("tn_fair", "t1", used_pages=0)  # again: nothing more comes back
+    assert await port.reserve_quota("tn_fair", "t2", pages=25, limits=limits, now=NOW) is None
+    over = await port.reserve_quota("tn_fair", "t3", pages=1, limits=limits, now=NOW)
+    assert over is not None and (over.quota, over.used) == (PAGES_PER_DAY, 30)
+    await port.release_quota("tn_fair", "t2")  # without a count (an erasure): its reservation stands
+    assert await port.reserve_quota("tn_fair", "t3", pages=1, limits=limits, now=NOW) is not None

@@ -4,6 +4,8 @@ the ids, verify reports a checklist, tenants and keys go to the remote KV as has
 
 from __future__ import annotations
 
+import base64
+import gzip
 import hashlib
 import json
 import shlex
@@ -82,14 +84,20 @@ def creations(calls: list[list[str]]) -> list[list[str]]:
 
 
 @pytest.mark.parametrize(
-    ("env", "title", "queues", "occurrence"),
+    ("env", "title", "queues", "bucket", "occurrence"),
     [
-        ([], "scrapeq-kv", ["scrapeq-jobs", "scrapeq-jobs-dlq"], 0),
-        (["--env", "staging"], "scrapeq-kv-staging", ["scrapeq-jobs-staging", "scrapeq-jobs-dlq-staging"], 1),
+        ([], "scrapeq-kv", ["scrapeq-jobs", "scrapeq-jobs-dlq"], "scrapeq-backups", 0),
+        (
+            ["--env", "staging"],
+            "scrapeq-kv-staging",
+            ["scrapeq-jobs-staging", "scrapeq-jobs-dlq-staging"],
+            "scrapeq-backups-staging",
+            1,
+        ),
     ],
 )
 def test_setup_creates_what_is_missing_and_writes_only_that_envs_ids(
-    tmp_path: Path, env: list[str], title: str, queues: list[str], occurrence: int
+    tmp_path: Path, env: list[str], title: str, queues: list[str], bucket: str, occurrence: int
 ) -> None:
     account = Account(tmp_path)
     before = {name: account.config(name) for name in CONFIGS}
@@ -102,7 +110,10 @@ def test_setup_creates_what_is_missing_and_writes_only_that_envs_ids(
         ["kv", "namespace", "create", title],
         ["queues", "create", queues[0]],
         ["queues", "create", queues[1]],
+        ["r2", "bucket", "create", bucket],
     ]
+    assert account.state["buckets"] == [bucket]
+    assert f"R2 bucket {bucket}: created" in done.stdout
     for name in CONFIGS:
         # Exactly one line differs: the env's placeholder id (production's comes first, staging's second).
         old, new = before[name].splitlines(keepends=True), account.config(name).splitlines(keepends=True)
@@ -122,7 +133,7 @@ def test_setup_rerun_creates_nothing_says_exists_and_leaves_configs_alone(tmp_pa
     again = account.run("setup")
     assert again.returncode == 0, again.stderr
     assert creations(account.calls()[first_calls:]) == []
-    assert again.stdout.count(": exists") == 3  # the namespace and both queues
+    assert again.stdout.count(": exists") == 4  # the namespace, both queues and the backups bucket
     assert again.stdout.count("already set") == 2
     assert {name: account.config(name) for name in CONFIGS} == configs
 
@@ -136,6 +147,7 @@ def test_setup_adopts_resources_that_already_exist(tmp_path: Path) -> None:
             "namespaces": [{"id": existing, "title": "scrapeq-kv"}],
             "queues": ["scrapeq-jobs", "scrapeq-jobs-dlq"],
             "kv": {},
+            "buckets": ["scrapeq-backups"],
         }
     )
     done = account.run("setup")
@@ -172,7 +184,13 @@ def test_verify_lists_failures_before_setup_and_passes_after(tmp_path: Path) -> 
     after = account.run("verify")
     assert after.returncode == 0, after.stdout
     assert "✗" not in after.stdout
-    for line in ("KV namespace", "queue scrapeq-jobs exists", "queue scrapeq-jobs-dlq exists", "dry-run deploy"):
+    for line in (
+        "KV namespace",
+        "queue scrapeq-jobs exists",
+        "queue scrapeq-jobs-dlq exists",
+        "R2 bucket scrapeq-backups exists",
+        "dry-run deploy",
+    ):
         assert f"✓ {line}" in after.stdout
     dry_runs = [call for call in account.calls() if call[:1] == ["deploy"]]
     # Each -c names a config in the directory wrangler runs in (the fake fails a dry run of a missing config).
@@ -236,3 +254,49 @@ def test_bundle_command_builds_both_module_roots(tmp_path: Path) -> None:
         assert (tmp_path / worker / worker / "worker.py").is_file()
         assert (tmp_path / worker / "shared" / "models.py").is_file()
         assert f"{worker}: " in done.stdout
+
+
+def test_verify_reports_a_missing_backups_bucket(tmp_path: Path) -> None:
+    account = Account(tmp_path)
+    assert account.run("setup").returncode == 0
+    account.save({**account.state, "buckets": []})
+    done = account.run("verify")
+    assert done.returncode == 1
+    assert "✗ R2 bucket scrapeq-backups exists: run `scrapeq cloudflare setup`" in done.stdout
+
+
+def test_backup_and_restore_go_through_the_remote_kv_and_the_bucket(tmp_path: Path) -> None:
+    account = Account(tmp_path)
+    assert account.run("setup").returncode == 0
+    tenant = json.loads(account.run("tenant", "create", "acme", "--kb", "kb_docs", "--json").stdout)["tenant_id"]
+    minted = account.run("key", "create", "--tenant", tenant, "--json")
+    assert minted.returncode == 0, minted.stderr
+    other = json.loads(account.run("tenant", "create", "bolt", "--kb", "kb_b", "--json").stdout)["tenant_id"]
+    [namespace] = account.state["namespaces"]
+    original = account.state["kv"][namespace["id"]]
+
+    out = tmp_path / "out"
+    done = account.run("backup", "--tenant", tenant, "--out", str(out), "--upload")
+    assert done.returncode == 0, done.stderr
+    [file] = list(out.glob(f"backups/*/{tenant}.jsonl.gz"))
+    key = file.relative_to(out).as_posix()
+    assert base64.b64decode(account.state["r2"]["scrapeq-backups"][key]) == file.read_bytes()
+    lines = [json.loads(line) for line in gzip.decompress(file.read_bytes()).decode().splitlines()]
+    assert lines and not [line for line in lines if other in line["key"] or other in line["value"]]
+
+    refused = account.run("restore", str(file))
+    assert refused.returncode == 2 and "already has data" in refused.stderr
+
+    # An empty namespace: the tenant comes back from the bucket with every key, and only its keys.
+    account.save({**account.state, "kv": {}})
+    restored = account.run("restore", key, "--from-r2", "--tenant", tenant)
+    assert restored.returncode == 0, restored.stderr
+    assert f"restored tenant {tenant}: {len(lines)} records" in restored.stdout
+    mine = {name: entry for name, entry in original.items() if other not in name and other not in entry["value"]}
+    assert account.state["kv"][namespace["id"]] == mine
+
+    wrong = account.run("restore", str(file), "--tenant", other, "--replace")
+    assert wrong.returncode == 2 and f"a backup of tenant {tenant}, not {other}" in wrong.stderr
+    file.write_bytes(file.read_bytes()[:-20])
+    truncated = account.run("restore", str(file), "--replace")
+    assert truncated.returncode == 2 and "truncated" in truncated.stderr

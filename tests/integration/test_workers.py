@@ -293,3 +293,58 @@ async def test_a_crawl_takes_its_places_keys_and_host_slots_from_the_objects(
     assert namespace.calls[("host", "acquire_host")] >= fetched
     assert namespace.calls[("host", "release_host")] >= fetched
     assert [name for name in namespace.objects if name.startswith("host:")] == [f"host:{site.split('//')[1]}"]
+
+
+class FakeR2Bucket:
+    """An R2 bucket binding as the SDK wrapper presents it, for objects under one part (plain `put`s)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, bytes] = {}
+
+    async def put(self, key: str, value: bytes) -> None:
+        self.objects[key] = bytes(value)
+
+    async def head(self, key: str) -> dict[str, Any] | None:
+        return {"size": len(self.objects[key])} if key in self.objects else None
+
+    async def get(self, key: str, options: dict[str, Any]) -> Any:
+        offset, length = options["range"]["offset"], options["range"]["length"]
+        data = self.objects[key][offset : offset + length]
+
+        async def array_buffer() -> bytes:
+            return data
+
+        return types.SimpleNamespace(arrayBuffer=array_buffer)
+
+    async def list(self, options: dict[str, Any]) -> dict[str, Any]:
+        found = [{"key": k, "size": len(v)} for k, v in sorted(self.objects.items()) if k.startswith(options["prefix"])]
+        return {"objects": found, "truncated": False}
+
+    async def delete(self, key: str) -> None:
+        self.objects.pop(key, None)
+
+
+async def test_the_consumer_workers_cron_backs_up_every_tenant_and_sweeps(workers: tuple[Any, Any], env: Any) -> None:
+    from datetime import date
+
+    from shared import backups
+    from shared.backends.cloudflare import CloudflareKV
+    from shared.backends.objects import MemoryObjects
+
+    _, consumer = workers
+    env.BACKUPS = FakeR2Bucket()
+    env.SCRAPEQ_BACKUP_RETENTION_DAYS = "7"
+    await new_key(env)
+    env.BACKUPS.objects["backups/2026-11-01/tn_gone.jsonl.gz"] = b"old"
+    scheduled_ms = 1_796_094_000_000  # 2026-12-01T03:40:00Z
+    other = types.SimpleNamespace(cron="0 * * * *", scheduledTime=scheduled_ms)
+    await consumer.Default(None, env).scheduled(other, env, None)
+    assert list(env.BACKUPS.objects) == ["backups/2026-11-01/tn_gone.jsonl.gz"]  # not our schedule: nothing ran
+    daily = types.SimpleNamespace(cron="17 3 * * *", scheduledTime=scheduled_ms)
+    await consumer.Default(None, env).scheduled(daily, env, None)
+    [tenant] = [t async for t in backups.tenant_ids(CloudflareKV(env.KV))]
+    key = backups.backup_key(date(2026, 12, 1), tenant)
+    assert sorted(env.BACKUPS.objects) == ["backups/2026-12-01/manifest.json", key]  # the old day is swept (> 7 days)
+    copy = MemoryObjects()
+    copy.objects[key] = env.BACKUPS.objects[key]
+    assert await backups.check_backup(copy, key) == (tenant, 6)

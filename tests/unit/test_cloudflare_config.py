@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,15 @@ import pytest
 
 from scrapeq.cloudflare import configs
 from scrapeq.cloudflare.bundle import ENTRY, PROJECT_DIR, WORKERS, WorkerSpec, default_module_root
-from scrapeq.cloudflare.configs import PLACEHOLDER_ID, check_pair, is_namespace_id, set_kv_id, view
+from scrapeq.cloudflare.configs import (
+    PLACEHOLDER_ID,
+    check_pair,
+    coordination_problems,
+    is_namespace_id,
+    section,
+    set_kv_id,
+    view,
+)
 from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -169,3 +178,22 @@ def test_set_kv_id_on_the_shipped_configs_leaves_everything_else_equal() -> None
             assert view(edited, env).kv_id == NEW_ID
             other = "staging" if env is None else None
             assert view(edited, other) == view(original, other)
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_a_missing_or_mismatched_coordination_binding_is_a_problem(env: str | None) -> None:
+    producer, consumer = load("wrangler.toml"), load("wrangler.consumer.toml")
+    assert coordination_problems(producer, consumer, env) == []
+    wrong = copy.deepcopy(producer)
+    section(wrong, env)["durable_objects"]["bindings"][0]["script_name"] = "scrapeq-api"
+    assert coordination_problems(wrong, consumer, env) == [
+        "the producer's COORDINATION binding names script 'scrapeq-api'"
+    ]
+    unmigrated = copy.deepcopy(consumer)
+    unmigrated["migrations"] = [{"tag": "v1", "new_classes": ["Coordination"]}]  # not SQLite-backed
+    assert coordination_problems(producer, unmigrated, env) == [
+        "the consumer's migrations do not create Coordination as a SQLite-backed class"
+    ]
+    unbound = copy.deepcopy(consumer)
+    del section(unbound, env)["durable_objects"]
+    assert check_pair(producer, unbound, env) == ["the consumer has no COORDINATION binding of class Coordination"]

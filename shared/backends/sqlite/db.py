@@ -85,6 +85,9 @@ _SCHEMA_V4 = (
     ) WITHOUT ROWID""",
 )
 # The coordination port's state (`sqlite.coordinator`): JSON values by key, as a Durable Object's storage holds them.
+# The pages each place reserved (`sqlite.ledger`), so a task's end can give back those it did not use. Places held
+# across the upgrade reserved 0: they give nothing back.
+_SCHEMA_V6 = ("ALTER TABLE quota_active ADD COLUMN pages INTEGER NOT NULL DEFAULT 0",)
 _SCHEMA_V5 = (
     "CREATE TABLE IF NOT EXISTS coordination (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID",
 )
@@ -160,6 +163,7 @@ _MIGRATIONS: tuple[tuple[int, tuple[str, ...], Callable[[sqlite3.Connection], No
     (3, _SCHEMA_V3, None),
     (4, _SCHEMA_V4, None),
     (5, _SCHEMA_V5, None),
+    (6, _SCHEMA_V6, None),
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 
 from shared.backends.sqlite.store import SqliteKV
@@ -34,15 +34,24 @@ def _reserve(
         return Refusal(PAGES_PER_DAY, used)
     if quotas.max_concurrent_tasks and active >= quotas.max_concurrent_tasks:
         return Refusal(CONCURRENT_TASKS, active)
-    added = conn.execute("INSERT OR IGNORE INTO quota_active VALUES (?, ?, ?)", (tenant_id, task_id, now_s)).rowcount
+    insert = "INSERT OR IGNORE INTO quota_active (tenant_id, task_id, reserved_at, pages) VALUES (?, ?, ?, ?)"
+    added = conn.execute(insert, (tenant_id, task_id, now_s, pages)).rowcount
     conn.execute(_SET_USAGE, (tenant_id, active + added, day, used + pages))
     return None
 
 
-def _release(conn: sqlite3.Connection, tenant_id: str, task_id: str) -> None:
-    sql = "DELETE FROM quota_active WHERE tenant_id = ? AND task_id = ?"
-    if conn.execute(sql, (tenant_id, task_id)).rowcount:
-        conn.execute("UPDATE quota_usage SET active = max(active - 1, 0) WHERE tenant_id = ?", (tenant_id,))
+def _release(conn: sqlite3.Connection, tenant_id: str, task_id: str, used_pages: int | None) -> None:
+    sql = "DELETE FROM quota_active WHERE tenant_id = ? AND task_id = ? RETURNING reserved_at, pages"
+    row = conn.execute(sql, (tenant_id, task_id)).fetchone()
+    if row is None:
+        return  # released before (or never reserved): nothing to give back twice
+    unused = 0 if used_pages is None else max(0, int(row[1]) - used_pages)
+    day = day_start_ms(datetime.fromtimestamp(float(row[0]), UTC))
+    conn.execute(
+        "UPDATE quota_usage SET active = max(active - 1, 0), "
+        "day_pages = CASE WHEN day_ms = ? THEN max(day_pages - ?, 0) ELSE day_pages END WHERE tenant_id = ?",
+        (day, unused, tenant_id),
+    )
 
 
 class SqliteQuotaLedger:
@@ -72,8 +81,8 @@ class SqliteQuotaLedger:
             refusal = await self.kv.write_fn(attempt)
         return refusal
 
-    async def release(self, tenant_id: str, task_id: str) -> None:
-        await self.kv.write_fn(partial(_release, tenant_id=tenant_id, task_id=task_id))
+    async def release(self, tenant_id: str, task_id: str, *, used_pages: int | None = None) -> None:
+        await self.kv.write_fn(partial(_release, tenant_id=tenant_id, task_id=task_id, used_pages=used_pages))
 
     async def _release_ended(self, tenant_id: str, now: datetime, tasks: TaskLookup) -> bool:
         """At the limit: free the places of tasks that ended without releasing theirs (a crash after the final
