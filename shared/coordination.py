@@ -13,6 +13,12 @@ from shared.stores.quotas import CONCURRENT_TASKS, MAX_MARKER_CHECKS, PAGES_PER_
 
 #: A caller told to wait for a free slot (not for a spacing or a pause) asks again after this long at most.
 SLOT_POLL_S = 0.1
+#: Until some sharer has told a host's record its delay (from robots.txt), its starts are at least this far apart:
+#: the first requests to a host (each sharer's robots.txt) are made before anyone knows its Crawl-delay.
+FIRST_CONTACT_DELAY_S = 1.0
+#: A delay a sharer reported is the host's for this long (robots.txt is cached for an hour), refreshed by each
+#: request that reports it.
+DELAY_MEMORY_S = 3600.0
 #: Operations of the port, by name (the Durable Object's `call` dispatches on them).
 OPS = ("acquire_host", "release_host", "reserve_quota", "release_quota", "swap_key")
 
@@ -45,11 +51,13 @@ class Coordinator(Protocol):
     """What every consumer and producer instance must agree on, whichever process or isolate it runs in."""
 
     async def acquire_host(
-        self, host: str, holder: str, *, max_concurrency: int, delay_s: float, lease_s: float
+        self, host: str, holder: str, *, max_concurrency: int, delay_s: float | None, lease_s: float
     ) -> HostTurn:
         """A slot of `host` for `holder` (unique per request) if fewer than `max_concurrency` are held and the
-        host's next start is due; the next start then moves `delay_s` later. A slot not released within
-        `lease_s` is free again (its holder died)."""
+        host's next start is due; the next start then moves the host's delay later. `delay_s` is the delay the
+        caller knows (robots.txt's `Crawl-delay`, at least its floor), which becomes the host's; None: it does
+        not know it yet, and the delay another sharer reported applies (else `FIRST_CONTACT_DELAY_S`). A slot
+        not released within `lease_s` is free again (its holder died)."""
         ...
 
     async def release_host(self, host: str, holder: str | None, *, pause_s: float = 0.0) -> None:
@@ -91,10 +99,14 @@ class State(Protocol):
 
 
 def acquire_host(
-    state: State, now: float, host: str, holder: str, max_concurrency: int, delay_s: float, lease_s: float
+    state: State, now: float, host: str, holder: str, max_concurrency: int, delay_s: float | None, lease_s: float
 ) -> HostTurn:
     key = f"host:{host}"
     record = _load(state, key, {"next": 0.0, "leases": {}})
+    if delay_s is not None:  # what this sharer learned from robots.txt is the host's from now on
+        record["delay"], record["known_until"] = max(0.0, delay_s), now + DELAY_MEMORY_S
+    known = record.get("known_until", 0.0) > now
+    delay = record.get("delay", 0.0) if known else FIRST_CONTACT_DELAY_S
     leases = {h: until for h, until in record["leases"].items() if until > now}
     if holder in leases:
         return HostTurn(True)  # asked again after an answer was lost: it holds the slot already
@@ -103,7 +115,7 @@ def acquire_host(
     if record["next"] > now:
         return HostTurn(False, record["next"] - now)
     leases[holder] = now + lease_s
-    state.put(key, _dump({"next": now + max(0.0, delay_s), "leases": leases}))
+    state.put(key, _dump({**record, "next": now + delay, "leases": leases}))
     return HostTurn(True)
 
 
@@ -112,10 +124,10 @@ def release_host(state: State, now: float, host: str, holder: str | None, pause_
     record = _load(state, key, {"next": 0.0, "leases": {}})
     leases = {h: until for h, until in record["leases"].items() if until > now and h != holder}
     next_start = max(record["next"], now + pause_s) if pause_s > 0 else record["next"]
-    if not leases and next_start <= now:
-        state.delete(key)  # nothing to remember: hosts crawled once leave nothing behind
+    if not leases and next_start <= now and record.get("known_until", 0.0) <= now:
+        state.delete(key)  # nothing to remember
     else:
-        state.put(key, _dump({"next": next_start, "leases": leases}))
+        state.put(key, _dump({**record, "next": next_start, "leases": leases}))
 
 
 def reserve_quota(
@@ -171,8 +183,9 @@ def swap_key(state: State, now: float, key: str, expected: str | None, value: st
 def apply(state: State, now: float, op: str, args: dict[str, Any]) -> dict[str, Any]:
     """One operation by name with JSON arguments, answered as JSON: how a Durable Object's `call` runs them."""
     if op == "acquire_host":
+        delay = args.get("delay_s")
         turn = acquire_host(state, now, args["host"], args["holder"], int(args["max_concurrency"]),
-                            float(args["delay_s"]), float(args["lease_s"]))  # fmt: skip
+                            None if delay is None else float(delay), float(args["lease_s"]))  # fmt: skip
         return {"granted": turn.granted, "wait_s": turn.wait_s}
     if op == "release_host":
         release_host(state, now, args["host"], args.get("holder"), float(args.get("pause_s") or 0.0))
@@ -225,7 +238,7 @@ class RunnerCoordinator:
         self.runner = runner
 
     async def acquire_host(
-        self, host: str, holder: str, *, max_concurrency: int, delay_s: float, lease_s: float
+        self, host: str, holder: str, *, max_concurrency: int, delay_s: float | None, lease_s: float
     ) -> HostTurn:
         args = {"host": host, "holder": holder, "max_concurrency": max_concurrency, "delay_s": delay_s,
                 "lease_s": lease_s}  # fmt: skip

@@ -19,13 +19,17 @@ log = logging.getLogger(__name__)
 #: When the port cannot be reached, a request waits at least this long (or the host's delay) and goes on under the
 #: process's own gate: slower, never faster, than with the port.
 FALLBACK_DELAY_S = 1.0
+#: Hosts whose delay a process remembers knowing (the oldest forgotten first: they then ask the shared record).
+MAX_KNOWN_HOSTS = 10_000
 
 
 class SharedHostGate(HostGate):
     """This process's gate first (its share of the slots, its spacing and pauses), then a slot of the host's shared
     record: at most `max_concurrency` requests at once and starts `delay_s` apart across all sharers, and a pause
-    one sharer was asked for (429/503) keeps every sharer off the host. A slot whose holder dies is free again after
-    `lease_s`. Each request costs two round trips to the port (acquire, release), plus one per wait."""
+    one sharer was asked for (429/503) keeps every sharer off the host. The Crawl-delay one sharer read in robots.txt
+    spaces every sharer's requests, its robots.txt fetch included (before anyone has read it: 1 s apart). A slot
+    whose holder dies is free again after `lease_s`. Each request costs two round trips to the port (acquire,
+    release), plus one per wait."""
 
     def __init__(
         self,
@@ -41,6 +45,16 @@ class SharedHostGate(HostGate):
         self.coordinator = coordinator
         self.lease_s = lease_s
         self._pending: set[asyncio.Task[None]] = set()
+        #: Hosts whose robots.txt this process has read (their delay is known here), most recent last.
+        self._known: dict[str, None] = {}
+
+    def crawl_delay(self, url: str, delay_s: float | None) -> None:
+        super().crawl_delay(url, delay_s)
+        key = host_key(url)
+        self._known.pop(key, None)
+        self._known[key] = None
+        if len(self._known) > MAX_KNOWN_HOSTS:
+            del self._known[next(iter(self._known))]
 
     @contextlib.asynccontextmanager
     async def slot(self, url: str) -> AsyncIterator[None]:
@@ -64,14 +78,16 @@ class SharedHostGate(HostGate):
     async def _acquire(self, host: str, holder: str, url: str) -> bool:
         """Wait for a shared slot; False when the port failed (the request then goes on after a fallback wait)."""
         while True:
-            delay_s = self.delay_of(url)
+            # The delay this process knows from robots.txt, or None before it read it (a robots.txt fetch):
+            # then the host's shared record says (another sharer may have read it).
+            delay_s = self.delay_of(url) if host in self._known else None
             try:
                 turn = await self.coordinator.acquire_host(
                     host, holder, max_concurrency=self.max_concurrency, delay_s=delay_s, lease_s=self.lease_s
                 )
             except StorageError as exc:
                 log.warning("host slot of %s unavailable (%s): going on alone, slower", host, exc)
-                await asyncio.sleep(max(delay_s, FALLBACK_DELAY_S))
+                await asyncio.sleep(max(delay_s or 0.0, FALLBACK_DELAY_S))
                 return False
             if turn.granted:
                 return True

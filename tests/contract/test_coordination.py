@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from shared.backends.base import Backends
-from shared.coordination import SLOT_POLL_S, Coordinator, HostTurn, QuotaLimits
+from shared.coordination import FIRST_CONTACT_DELAY_S, SLOT_POLL_S, Coordinator, HostTurn, QuotaLimits
 from shared.stores.quotas import CONCURRENT_TASKS, PAGES_PER_DAY
 from tests.contract.conftest import FakeClock, WallClock
 
@@ -55,6 +55,18 @@ async def test_starts_are_spaced_by_the_delay(port: Coordinator, clock: FakeCloc
     assert not early.granted and 0.3 < early.wait_s <= 0.6
     await elapse(clock, early.wait_s + 0.05)
     assert (await take(port, "b", delay_s=0.6)).granted
+
+
+async def test_a_delay_one_sharer_learned_spaces_every_sharer(port: Coordinator, clock: FakeClock) -> None:
+    assert (await take(port, "a", delay_s=None)).granted  # nobody has read robots.txt yet: first contact
+    await port.release_host(HOST, "a")
+    early = await take(port, "b", delay_s=None)
+    assert not early.granted and 0.5 < early.wait_s <= FIRST_CONTACT_DELAY_S
+    await elapse(clock, early.wait_s + 0.05)
+    assert (await take(port, "b", delay_s=0.4)).granted  # b read it: Crawl-delay 0.4
+    await port.release_host(HOST, "b")
+    other = await take(port, "c", delay_s=None)  # c has not: b's delay applies to it too
+    assert not other.granted and 0.2 < other.wait_s <= 0.4 + 1e-6
 
 
 async def test_a_pause_keeps_every_start_off_the_host(port: Coordinator, clock: FakeClock) -> None:

@@ -15,9 +15,14 @@ import pytest
 from aiohttp import web
 
 from consumer.crawl.sharedgate import SharedHostGate
+from consumer.fetch.client import build_client
+from consumer.handler import make_handler
 from shared.backends.factory import open_memory_backends, open_sqlite_backends
 from shared.coordination import Coordinator
 from shared.errors import StorageError
+from shared.models import CrawlJob, ScrapeRequest, Task
+from shared.stores.tasks import TaskStore
+from tests.conftest import make_settings
 
 RUNNERS = 50
 LIMIT = 2
@@ -34,12 +39,14 @@ class Site:
 
     def __init__(self) -> None:
         self.starts: list[float] = []
+        self.paths: list[str] = []
         self.open = 0
         self.most_open = 0
         self.refused_at: float | None = None
 
     async def page(self, request: web.Request) -> web.Response:
         self.starts.append(time.monotonic())
+        self.paths.append(request.path)
         self.open += 1
         self.most_open = max(self.most_open, self.open)
         try:
@@ -47,7 +54,10 @@ class Site:
                 self.refused_at = time.monotonic()
                 return web.Response(status=429, headers={"Retry-After": "2"})
             await asyncio.sleep(HOLD_S)
-            return web.Response(text="ok")
+            if request.path == "/robots.txt":
+                return web.Response(text=f"User-agent: *\nCrawl-delay: {CRAWL_DELAY_S:g}\n")
+            links = "".join(f'<a href="{request.path}-{n}">more</a>' for n in range(3))
+            return web.Response(text=f"<html><title>p</title><body>{links}</body></html>", content_type="text/html")
         finally:
             self.open -= 1
 
@@ -148,3 +158,40 @@ async def test_without_the_port_a_runner_slows_down_instead_of_failing(site: tup
         assert await crawl(gate, client, base, ["/x", "/y"]) == 2
     assert time.monotonic() - began >= 2 * CRAWL_DELAY_S  # it waited its delay before each request
     assert len(recorder.starts) == 2
+
+
+async def test_50_consumers_keep_the_hosts_limit_and_its_robots_crawl_delay(
+    site: tuple[Site, str], tmp_path: Path
+) -> None:
+    """The real consumer: 50 job handlers (each its own gate, robots.txt cache and fetcher, as 50 isolates or
+    worker processes have) over one SQLite file, each running a task on the same host, whose robots.txt says
+    `Crawl-delay: 1` (learned by each handler only after its own robots.txt fetch). With per-process gates the
+    server sees 100 requests open at once."""
+    recorder, base = site
+    backends = open_sqlite_backends(tmp_path / "scrapeq.sqlite3", visibility_timeout_s=300, max_retries=1)
+    settings = make_settings(tmp_path, host_gate="shared", host_max_concurrency=LIMIT, crawl_concurrency=2)
+    store = TaskStore(backends.kv)
+    for i in range(RUNNERS):
+        request = ScrapeRequest(url=f"{base}/t{i}", knowledge_base_id="kb", limit=3)
+        task = Task(task_id=f"{i:032x}", tenant_id="tn_polite", request=request)
+        await store.create(task)
+        await backends.jobs.send(CrawlJob(tenant_id="tn_polite", task_id=task.task_id).model_dump(mode="json"))
+    messages = await backends.jobs.receive(max_messages=RUNNERS)
+    assert len(messages) == RUNNERS
+    async with build_client(settings) as client:
+        handlers = [make_handler(settings, backends, client=client) for _ in messages]
+        assert all(isinstance(h.crawls.visitor.gate, SharedHostGate) for h in handlers)
+        runs = [
+            asyncio.create_task(h.handle(m.body, message_id=m.id, attempts=m.attempts))
+            for h, m in zip(handlers, messages, strict=True)
+        ]
+        await asyncio.sleep(9)
+        for run in runs:
+            run.cancel()
+        await asyncio.gather(*runs, return_exceptions=True)
+    await backends.aclose()
+    assert len(recorder.starts) >= 8 and "/robots.txt" in recorder.paths
+    assert any(path.startswith("/t") for path in recorder.paths)  # pages too, after their robots.txt
+    assert recorder.most_open <= LIMIT
+    gaps = [b - a for a, b in itertools.pairwise(recorder.starts)]
+    assert min(gaps) >= CRAWL_DELAY_S - JITTER_S, list(zip(recorder.paths, gaps, strict=False))
