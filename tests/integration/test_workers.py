@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from shared.backends.durable import CoordinationObject
+from shared.coordination import MemoryState
 from shared.settings import Settings
 from shared.stores.accounts import Accounts
 from tests.fixtures.sitegen import generate
@@ -232,25 +233,16 @@ async def test_the_producer_worker_serves_the_dashboard_with_its_policy(workers:
         assert answer.text == asset.body
 
 
-class StandInStorage:
-    """A SQLite-backed object's synchronous `ctx.storage.kv`, as the Pyodide harness's JS stand-in has it."""
+class StandInStorage(MemoryState):
+    """A SQLite-backed object's synchronous `ctx.storage.kv`, as the Pyodide harness's JS stand-in has it: the
+    core's own `MemoryState`, plus the binding's `list({prefix})` in key order."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.kv = self
-        self.values: dict[str, str] = {}
-
-    def get(self, key: str) -> str | None:
-        return self.values.get(key)
-
-    def put(self, key: str, value: str) -> None:
-        self.values[key] = value
-
-    def delete(self, key: str) -> None:
-        self.values.pop(key, None)
 
     def list(self, options: dict[str, Any]) -> Iterator[tuple[str, str]]:
-        prefix = options.get("prefix", "")
-        return iter(sorted((k, v) for k, v in self.values.items() if k.startswith(prefix)))
+        return iter(sorted(self.items(options.get("prefix", ""))))
 
 
 class StandInNamespace:
